@@ -1,0 +1,81 @@
+"""ikllama: the Python way to run ik_llama.cpp.
+
+Importing this package has no side effects: the native backend is initialized, and its log routed
+to ``logging.getLogger("ikllama.native")``, on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+logging.getLogger("ikllama").addHandler(logging.NullHandler())
+
+# Public names, resolved lazily so that `import ikllama` loads nothing native.
+_EXPORTS = {
+    "ModelConfig": "config",
+    "Model": "model",
+    "Builder": "builder",
+    "ContextConfig": "builder",
+    "Context": "context",
+    "Timings": "context",
+    "Batch": "batch",
+    "Token": "batch",
+    "Pos": "batch",
+    "SplitMode": "enums",
+    "KvType": "enums",
+    "GgmlType": "enums",
+    "EditLevel": "enums",
+    "PoolingType": "enums",
+    "RopeScalingType": "enums",
+    "AttentionType": "enums",
+    "system_info": "backend",
+    "SystemInfo": "backend",
+    "default_model": "models",
+    "IkLlamaError": "errors",
+    "ModelLoadError": "errors",
+    "ModelFetchError": "errors",
+    "ContextError": "errors",
+    "DecodeError": "errors",
+    "KvCacheFullError": "errors",
+    "DecodeAbortedError": "errors",
+    "TokenizationError": "errors",
+    "TemplateError": "errors",
+    "StateError": "errors",
+    "ClosedError": "errors",
+    "UnsupportedConfigError": "errors",
+    "ConcurrentUseError": "errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ikllama' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from .backend import SystemInfo, system_info
+    from .batch import Batch, Pos, Token
+    from .builder import Builder, ContextConfig
+    from .config import ModelConfig
+    from .context import Context, Timings
+    from .enums import AttentionType, EditLevel, GgmlType, KvType, PoolingType, RopeScalingType, SplitMode
+    from .errors import (ClosedError, ConcurrentUseError, ContextError, DecodeAbortedError, DecodeError,
+                         IkLlamaError, KvCacheFullError, ModelFetchError, ModelLoadError, StateError,
+                         TemplateError, TokenizationError, UnsupportedConfigError)
+    from .model import Model
+    from .models import default_model

@@ -1,0 +1,114 @@
+"""KV-cache editing for :class:`ikllama.Context`: clear, drop, truncate, cut.
+
+``cut`` closes the gap it leaves in one of two ways. Shifting (``llama_kv_cache_seq_add``)
+re-applies RoPE to the cached keys in place: cheap, and right for an unquantized K cache. With a
+quantized K (requantization loss) or a Hadamard-rotated K (ik's K-shift ropes the rotated values,
+which corrupts them) the kept tail is re-encoded instead: truncate at the cut and decode the tail
+again at its new positions, which is exactly what a fresh context would hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._handle import exclusive
+from ._lib import ffi, lib
+from .batch import Pos
+from .errors import ContextError
+
+
+class KvEditMixin:
+    """Methods that edit the KV cache and keep the per-sequence token record in step."""
+
+    _h: Any
+    _seqs: list[list[int]]
+    _outputs: list[int]
+
+    def _check_pos(self, pos: Pos, what: str) -> list[int]:
+        self._check_fork(pos.fork_id)  # type: ignore[attr-defined]
+        seq = self._seqs[pos.fork_id]
+        if not 0 <= pos.token_pos <= len(seq):
+            raise ValueError(f"{what}: token_pos {pos.token_pos} is outside fork {pos.fork_id}, "
+                             f"which holds positions 0..{len(seq)} (inclusive end)")
+        return seq
+
+    @property
+    def shifts_in_place(self) -> bool:
+        """True when cut/shift can move cached keys in place (unquantized K, no Hadamard)."""
+        kv = self.config.kv  # type: ignore[attr-defined]
+        return not kv.type_k.is_quantized and not kv.effective_k_hadamard
+
+    @exclusive
+    def clear(self) -> None:
+        """Empty the whole KV cache, every sequence (wraps ``llama_kv_cache_clear``)."""
+        lib.llama_kv_cache_clear(self._h)
+        for seq in self._seqs:
+            seq.clear()
+        self._outputs = []
+
+    @exclusive
+    def drop(self, fork_id: int) -> None:
+        """Remove sequence ``fork_id`` from the cache; the other forks are untouched."""
+        self._check_fork(fork_id)  # type: ignore[attr-defined]
+        if not lib.llama_kv_cache_seq_rm(self._h, fork_id, -1, -1):
+            raise ContextError(f"ik refused to remove fork {fork_id}")
+        self._seqs[fork_id].clear()
+        self._outputs = []
+
+    @exclusive
+    def truncate(self, pos: Pos) -> Pos:
+        """Remove everything from ``pos`` on in its fork; returns where the next token goes."""
+        seq = self._check_pos(pos, "truncate")
+        if pos.token_pos < len(seq):
+            if not lib.llama_kv_cache_seq_rm(self._h, pos.fork_id, pos.token_pos, -1):
+                raise ContextError(f"ik refused to truncate fork {pos.fork_id} at {pos.token_pos}")
+            del seq[pos.token_pos:]
+            self._outputs = []
+        return Pos(len(seq), pos.fork_id)
+
+    @exclusive
+    def cut(self, start_pos: Pos, end_pos: Pos, reencode: bool | None = None) -> Pos:
+        """Remove positions ``[start, end)`` of one fork and close the gap; returns the new tail position.
+
+        ``reencode`` forces (True) or forbids (False) re-encoding the tail; by default it is used
+        exactly when an in-place shift would be inexact (see the module docstring).
+        """
+        if start_pos.fork_id != end_pos.fork_id:
+            raise ValueError("cut: start and end must be in the same fork")
+        seq = self._check_pos(start_pos, "cut")
+        self._check_pos(end_pos, "cut")
+        s, e, fork = start_pos.token_pos, end_pos.token_pos, start_pos.fork_id
+        if s > e:
+            raise ValueError(f"cut: start {s} is after end {e}")
+        if s == e:
+            return Pos(len(seq), fork)
+        if reencode is None:
+            reencode = not self.shifts_in_place
+        if reencode and self.model.is_recurrent:  # type: ignore[attr-defined]
+            raise ContextError("a recurrent model cannot re-encode part of its state; clear and decode again")
+        tail = seq[e:]
+        self._outputs = []
+        if not reencode:
+            if not lib.llama_kv_cache_seq_rm(self._h, fork, s, e):
+                raise ContextError(f"ik refused to cut fork {fork} at [{s}, {e})")
+            lib.llama_kv_cache_seq_add(self._h, fork, e, -1, s - e)
+            lib.llama_kv_cache_update(self._h)
+            seq[s:] = tail
+            return Pos(len(seq), fork)
+        if not lib.llama_kv_cache_seq_rm(self._h, fork, s, -1):
+            raise ContextError(f"ik refused to cut fork {fork} at {s}")
+        del seq[s:]
+        self._reencode(tail, fork)
+        return Pos(len(seq), fork)
+
+    def _reencode(self, tokens: list[int], fork: int) -> None:
+        """Decode ``tokens`` after the current end of ``fork`` in n_batch chunks, without logits."""
+        step = self.n_batch  # type: ignore[attr-defined]
+        for start in range(0, len(tokens), step):
+            chunk = tokens[start:start + step]
+            n = len(chunk)
+            base = len(self._seqs[fork])
+            arr_tok = ffi.new("llama_token[]", chunk)
+            batch = lib.llama_batch_get_one(arr_tok, n, base, fork)
+            entries = [(t, base + k, fork) for k, t in enumerate(chunk)]
+            self._decode_raw(batch, entries)  # type: ignore[attr-defined]

@@ -1,0 +1,81 @@
+/* Context parameters, create/free, getters and setters. */
+struct llama_context_params {
+    uint32_t seed;
+    uint32_t n_ctx;
+    uint32_t n_batch;
+    uint32_t n_ubatch;
+    uint32_t n_seq_max;
+    uint32_t n_threads;
+    uint32_t n_threads_batch;
+    int32_t  max_extra_alloc;
+    int32_t  worst_case_tokens;
+    enum llama_rope_scaling_type rope_scaling_type;
+    enum llama_pooling_type      pooling_type;
+    enum llama_attention_type    attention_type;
+    float    rope_freq_base;
+    float    rope_freq_scale;
+    float    yarn_ext_factor;
+    float    yarn_attn_factor;
+    float    yarn_beta_fast;
+    float    yarn_beta_slow;
+    uint32_t yarn_orig_ctx;
+    float    defrag_thold;
+    ggml_backend_sched_eval_callback cb_eval;
+    void * cb_eval_user_data;
+    enum ggml_type type_k;
+    enum ggml_type type_v;
+    enum ggml_type type_reduce;
+    enum ggml_type type_k_first;
+    enum ggml_type type_k_last;
+    enum ggml_type type_v_first;
+    enum ggml_type type_v_last;
+    int32_t n_k_first;
+    int32_t n_k_last;
+    int32_t n_v_first;
+    int32_t n_v_last;
+    bool logits_all;
+    bool embeddings;
+    bool offload_kqv;
+    bool flash_attn;
+    int  mla_attn;
+    int  attn_max_batch;
+    bool fused_moe_up_gate;
+    bool grouped_expert_routing;
+    bool fused_up_gate;
+    bool fused_mmad;
+    bool rope_cache;
+    bool graph_reuse;
+    int  min_experts;
+    float thresh_experts;
+    bool only_active_experts;
+    bool k_cache_hadamard;
+    bool v_cache_hadamard;
+    bool split_mode_graph_scheduling;
+    bool scheduler_async;
+    bool mtp;
+    enum llama_mtp_op_type mtp_op_type;
+    ggml_abort_callback abort_callback;
+    void * abort_callback_data;
+    void * offload_policy;   /* a C++ vector: always NULL from here */
+    void * cuda_params;      /* really a const char * */
+};
+
+struct llama_context_params llama_context_default_params(void);
+struct llama_context * llama_init_from_model(struct llama_model * model, struct llama_context_params params);
+void llama_free(struct llama_context * ctx);
+void llama_set_offload_policy(struct llama_context * lctx, int op, bool on_or_off);
+
+const struct llama_model * llama_get_model(const struct llama_context * ctx);
+uint32_t llama_n_ctx(const struct llama_context * ctx);
+uint32_t llama_n_batch(const struct llama_context * ctx);
+uint32_t llama_n_ubatch(const struct llama_context * ctx);
+uint32_t llama_n_seq_max(const struct llama_context * ctx);
+enum llama_pooling_type llama_pooling_type(const struct llama_context * ctx);
+
+void llama_set_n_threads(struct llama_context * ctx, uint32_t n_threads, uint32_t n_threads_batch);
+uint32_t llama_n_threads(struct llama_context * ctx);
+uint32_t llama_n_threads_batch(struct llama_context * ctx);
+void llama_set_embeddings(struct llama_context * ctx, bool embeddings);
+void llama_set_causal_attn(struct llama_context * ctx, bool causal_attn);
+void llama_set_abort_callback(struct llama_context * ctx, ggml_abort_callback abort_callback, void * abort_callback_data);
+void llama_synchronize(struct llama_context * ctx);

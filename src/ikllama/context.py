@@ -1,0 +1,355 @@
+"""``Context``: a KV cache on a model, decoding batches and sampling (slm_inference's context).
+
+A context remembers the tokens each sequence (fork) holds. That lets it check every batch before
+ik sees it (ik aborts on out-of-order positions and other slips), roll the cache back when a
+decode fails, and re-encode instead of shifting when ik's K-shift would be wrong (Hadamard K).
+One thread at a time: a second thread gets :class:`ConcurrentUseError` instead of a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _log
+from ._context_kv import KvEditMixin
+from ._context_state import StateMixin
+from ._handle import NativeHandle, exclusive
+from ._lib import ffi, lib
+from .batch import Batch, Pos, Token
+from .builder import ContextConfig
+from .enums import EditLevel, GgmlType
+from .errors import (ContextError, DecodeAbortedError, DecodeError, KvCacheFullError, UnsupportedConfigError,
+                     with_native)
+from .kvrules import check_kv_config
+
+if TYPE_CHECKING:
+    from .model import Model
+
+__all__ = ["Context", "Timings"]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """ik's performance counters for a context (``llama_get_timings``); times in milliseconds."""
+
+    t_start_ms: float
+    t_end_ms: float
+    t_load_ms: float
+    t_sample_ms: float
+    t_p_eval_ms: float
+    t_eval_ms: float
+    n_sample: int
+    n_p_eval: int
+    n_eval: int
+
+    @property
+    def prompt_tokens_per_second(self) -> float:
+        return 1e3 * self.n_p_eval / self.t_p_eval_ms if self.t_p_eval_ms > 0 else 0.0
+
+    @property
+    def eval_tokens_per_second(self) -> float:
+        return 1e3 * self.n_eval / self.t_eval_ms if self.t_eval_ms > 0 else 0.0
+
+
+def _uses_cpu_attention(model: Model, config: ContextConfig) -> bool:
+    """Whether attention runs on the CPU backend, whose flash-attention rules then apply."""
+    gpu_built = any(getattr(lib, f"ggml_cpu_has_{b}")() for b in ("cuda", "vulkan", "metal"))
+    remote = bool(model.config.rpc_servers)
+    return model.config.n_gpu_layers == 0 or not config.offload_kqv or not (gpu_built or remote)
+
+
+def _context_params(config: ContextConfig, abort_flag: Any) -> Any:
+    p = lib.llama_context_default_params()
+    p.seed = 0xFFFFFFFF if config.seed is None else config.seed
+    p.n_ctx = config.n_ctx
+    p.n_batch = config.n_batch
+    p.n_ubatch = config.n_ubatch
+    p.n_seq_max = config.n_seq_max
+    p.n_threads = config.n_threads
+    p.n_threads_batch = config.n_threads_batch or config.n_threads
+    p.rope_scaling_type = int(config.rope_scaling)
+    p.pooling_type = int(config.pooling)
+    p.attention_type = int(config.attention)
+    p.rope_freq_base = config.rope_freq_base
+    p.rope_freq_scale = config.rope_freq_scale
+    p.yarn_ext_factor = config.yarn_ext_factor
+    p.yarn_attn_factor = config.yarn_attn_factor
+    p.yarn_beta_fast = config.yarn_beta_fast
+    p.yarn_beta_slow = config.yarn_beta_slow
+    p.yarn_orig_ctx = config.yarn_orig_ctx
+    p.type_k = int(config.kv.type_k)
+    p.type_v = int(config.kv.type_v)
+    p.k_cache_hadamard = config.kv.effective_k_hadamard
+    p.v_cache_hadamard = config.kv.effective_v_hadamard
+    p.embeddings = config.embeddings or config.mtp
+    p.offload_kqv = config.offload_kqv
+    p.flash_attn = config.flash_attn
+    p.mla_attn = config.mla_attn
+    p.attn_max_batch = config.attn_max_batch
+    p.fused_moe_up_gate = config.fused_moe
+    p.mtp = config.mtp
+    p.abort_callback = ffi.addressof(lib, "ikl_abort_flag_cb")
+    p.abort_callback_data = abort_flag
+    return p
+
+
+class Context(KvEditMixin, StateMixin, NativeHandle):
+    """A decoding context (owns a ``llama_context *``; keeps its :class:`Model` alive)."""
+
+    _kind = "context"
+
+    def __init__(self, model: Model, handle: Any, config: ContextConfig, abort_flag: Any):
+        super().__init__(handle)
+        self.model = model
+        self.config = config
+        self._abort_flag = abort_flag
+        self.n_ctx = int(lib.llama_n_ctx(handle))
+        self.n_batch = int(lib.llama_n_batch(handle))
+        self.n_ubatch = int(lib.llama_n_ubatch(handle))
+        self.n_seq_max = int(lib.llama_n_seq_max(handle))
+        self.n_vocab = model.n_vocab
+        self._seqs: list[list[int]] = [[] for _ in range(self.n_seq_max)]
+        self._outputs: list[int] = []  # batch rows of the last decode that have logits
+        self._cand = ffi.new("llama_token_data[]", self.n_vocab)
+
+    @classmethod
+    def _create(cls, model: Model, config: ContextConfig) -> Context:
+        config.validate()
+        model._ptr()
+        if model.config.vocab_only:
+            raise UnsupportedConfigError("this model was loaded with vocab_only=True: it has no weights to "
+                                         "decode with. Fix: load it without vocab_only.")
+        kv = config.kv
+        check_kv_config(kv, flash_attn=config.flash_attn, head_dim_k=model.head_dim, head_dim_v=model.head_dim_v,
+                        cpu_attention=_uses_cpu_attention(model, config),
+                        has_avx512_bf16=bool(lib.ggml_cpu_has_avx512_bf16()),
+                        cuda=bool(lib.ggml_cpu_has_cuda()))
+        for which, t, dim in (("K", kv.type_k, model.head_dim), ("V", kv.type_v, model.head_dim_v)):
+            block = int(lib.ggml_blck_size(int(t)))
+            if dim and dim % block:
+                raise UnsupportedConfigError(f"{which} cache type {t.name} packs {block} values per block, which "
+                                             f"does not divide this model's head size {dim}. Fix: pick another type.")
+        if config.mtp and model.architecture != "glm4moe":
+            raise UnsupportedConfigError(f"MTP runs only for glm4moe models in ik; this one is {model.architecture!r}")
+        abort_flag = ffi.new("int *")
+        params = _context_params(config, abort_flag)
+        model_ptr = model._ptr()
+        mark = _log.mark()
+        ptr = lib.llama_init_from_model(model_ptr, params)
+        if ptr == ffi.NULL:
+            raise ContextError(with_native("ik_llama.cpp could not create the context "
+                                           "(out of memory, or an unsupported parameter)", _log.since(mark)))
+        # The destructor keeps the model's cdata alive so that the model can never be freed first.
+        handle = ffi.gc(ptr, lambda p, _m=model_ptr: lib.llama_free(p))
+        ctx = cls(model, handle, config, abort_flag)
+        try:
+            model._attach(ctx)
+        except BaseException:
+            ffi.release(handle)
+            raise
+        return ctx
+
+    def _free(self) -> None:
+        super()._free()
+        self.model._detach(self)
+
+    # -- slm_inference protocol -------------------------------------------------------------------
+    def new_batch(self, tokens: int, sequences: int = 1) -> Batch:
+        """A batch for up to ``tokens`` tokens over fork ids below ``sequences``."""
+        self._ptr()
+        if not 1 <= tokens <= self.n_batch:
+            raise ValueError(f"a batch holds 1..{self.n_batch} tokens (n_batch); asked for {tokens}")
+        if not 1 <= sequences <= self.n_seq_max:
+            raise ValueError(f"sequences={sequences}: this context has n_seq_max={self.n_seq_max}")
+        return Batch(tokens, sequences, self.n_vocab)
+
+    @property
+    def max_batch_len(self) -> int:
+        """Most tokens one :meth:`decode` takes (``n_batch``)."""
+        return self.n_batch
+
+    @property
+    def edit_level(self) -> EditLevel:
+        """TRUNCATE: truncate, cut, drop and dump/restore all work (DUMP_RESTORE for recurrent models)."""
+        return EditLevel.DUMP_RESTORE if self.model.is_recurrent else EditLevel.TRUNCATE
+
+    def _validate_batch(self, entries: list[tuple[int, int, int]]) -> None:
+        if not entries:
+            raise ValueError("the batch is empty")
+        if len(entries) > self.n_batch:
+            raise ValueError(f"the batch has {len(entries)} tokens; this context takes {self.n_batch} (n_batch)")
+        expected = {}
+        for token, pos, fork in entries:
+            if fork >= self.n_seq_max:
+                raise ValueError(f"fork_id {fork} out of range (n_seq_max={self.n_seq_max})")
+            want = expected.get(fork, len(self._seqs[fork]))
+            if pos != want:
+                raise ValueError(f"fork {fork}: position {pos} is out of order; the next position is {want} "
+                                 "(truncate first to overwrite)")
+            if pos >= self.n_ctx:
+                raise KvCacheFullError(f"position {pos} is beyond the context (n_ctx={self.n_ctx})", 1)
+            expected[fork] = pos + 1
+        used = sum(len(s) for s in self._seqs)
+        if used + len(entries) > self.n_ctx:
+            raise KvCacheFullError(f"the KV cache holds {used} of {self.n_ctx} cells; {len(entries)} more do not "
+                                   "fit. Fix: truncate, cut or drop, or build with a larger n_ctx.", 1)
+
+    def _rollback(self, entries: list[tuple[int, int, int]]) -> None:
+        for fork in {f for _, _, f in entries}:
+            lib.llama_kv_cache_seq_rm(self._h, fork, len(self._seqs[fork]), -1)
+
+    def _decode_raw(self, batch_struct: Any, entries: list[tuple[int, int, int]]) -> None:
+        """llama_decode with rollback on failure; updates the sequences on success."""
+        h = self._h
+        lib.ikl_flag_set(self._abort_flag, 0)
+        self._outputs = []
+        mark = _log.mark()
+        rc = lib.llama_decode(h, batch_struct)
+        if rc == 1:  # no contiguous slot: defragment once and retry
+            self._rollback(entries)
+            lib.llama_kv_cache_defrag(h)
+            lib.llama_kv_cache_update(h)
+            rc = lib.llama_decode(h, batch_struct)
+        aborted = self._abort_flag[0] != 0
+        lib.ikl_flag_set(self._abort_flag, 0)
+        if rc != 0 or aborted:
+            self._rollback(entries)
+            if aborted:
+                raise DecodeAbortedError("decode aborted by Context.abort(); the batch was not kept", rc)
+            if rc == 1:
+                raise KvCacheFullError(with_native("no KV-cache slot for the batch", _log.since(mark)), rc)
+            raise DecodeError(with_native(f"llama_decode failed with code {rc}", _log.since(mark)), rc)
+        for token, _pos, fork in entries:
+            self._seqs[fork].append(token)
+
+    @exclusive
+    def decode(self, batch: Batch) -> None:
+        """Run the model on ``batch`` (wraps ``llama_decode``); logits of its marked rows become sampleable.
+
+        Raises:
+            ValueError: empty or oversized batch, positions that do not continue their sequence.
+            KvCacheFullError: the cache has no room (nothing was kept).
+            DecodeAbortedError: :meth:`abort` was called meanwhile (nothing was kept).
+        """
+        entries = batch._entries()
+        self._validate_batch(entries)
+        self._decode_raw(batch._struct(), entries)
+        self._outputs = batch._output_rows()
+
+    def _check_output(self, logit_idx: int) -> None:
+        if logit_idx not in self._outputs:
+            if not self._outputs:
+                raise ValueError("no logits available: decode a batch with logits=True on some token first")
+            raise ValueError(f"batch row {logit_idx} has no logits; rows with logits: {self._outputs}")
+
+    @exclusive
+    def sample(self, logit_idx: int) -> Token | None:
+        """Sample with the builder's sampler from batch row ``logit_idx``; None at end of generation."""
+        self._check_output(logit_idx)
+        s = self.config.sampler
+        token = lib.ikl_sample_basic(self._h, logit_idx, self.n_vocab, self._cand, s.temperature, s.top_k, s.top_p)
+        if token < 0:
+            raise DecodeError(f"no logits for row {logit_idx}")
+        return None if lib.llama_vocab_is_eog(self.model._vocab, token) else Token(token)
+
+    def token_to_bytes(self, token: int, special: bool = False, lstrip: int | None = None) -> bytes:
+        """The bytes of ``token`` (wraps ``llama_token_to_piece``)."""
+        return self.model.token_to_piece(token, special=special, lstrip=lstrip or 0)
+
+    def str_to_tokens(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[Token]:
+        """Tokenize ``text`` (wraps ``llama_tokenize``)."""
+        return [Token(t) for t in self.model.tokenize(text, add_special, parse_special)]
+
+    # -- outputs ----------------------------------------------------------------------------------
+    @exclusive
+    def logits(self, logit_idx: int, copy: bool = True) -> np.ndarray:
+        """Logits of batch row ``logit_idx`` (wraps ``llama_get_logits_ith``).
+
+        ``copy=False`` returns a zero-copy view that is valid only until the next decode.
+        """
+        self._check_output(logit_idx)
+        ptr = lib.llama_get_logits_ith(self._h, logit_idx)
+        if ptr == ffi.NULL:
+            raise DecodeError(f"no logits for row {logit_idx}")
+        view = np.frombuffer(ffi.buffer(ptr, 4 * self.n_vocab), dtype=np.float32)
+        return view.copy() if copy else view
+
+    @exclusive
+    def embeddings(self, logit_idx: int) -> np.ndarray:
+        """Hidden state of batch row ``logit_idx`` (wraps ``llama_get_embeddings_ith``; needs with_embeddings)."""
+        self._need_embeddings()
+        self._check_output(logit_idx)
+        ptr = lib.llama_get_embeddings_ith(self._h, logit_idx)
+        if ptr == ffi.NULL:
+            raise DecodeError(f"no embeddings for row {logit_idx} (pooled context? use pooled_embeddings)")
+        return np.frombuffer(ffi.buffer(ptr, 4 * self.model.n_embd), dtype=np.float32).copy()
+
+    @exclusive
+    def pooled_embeddings(self, fork_id: int = 0) -> np.ndarray:
+        """The pooled embedding of a sequence (wraps ``llama_get_embeddings_seq``; needs a pooling type)."""
+        self._need_embeddings()
+        self._check_fork(fork_id)
+        ptr = lib.llama_get_embeddings_seq(self._h, fork_id)
+        if ptr == ffi.NULL:
+            raise DecodeError(f"no pooled embedding for fork {fork_id}: build with with_pooling(MEAN/CLS/LAST) "
+                              "and decode that sequence first")
+        return np.frombuffer(ffi.buffer(ptr, 4 * self.model.n_embd), dtype=np.float32).copy()
+
+    def _need_embeddings(self) -> None:
+        if not (self.config.embeddings or self.config.mtp):
+            raise ValueError("this context does not extract embeddings: build it with with_embeddings(True)")
+
+    # -- threads, abort, timings ------------------------------------------------------------------
+    @exclusive
+    def set_threads(self, n_threads: int, n_threads_batch: int | None = None) -> None:
+        """Change the thread counts (wraps ``llama_set_n_threads``)."""
+        for name, value in (("n_threads", n_threads), ("n_threads_batch", n_threads_batch or n_threads)):
+            if not 1 <= value <= 1024:
+                raise ValueError(f"{name}={value}: must be 1..1024")
+        lib.llama_set_n_threads(self._h, n_threads, n_threads_batch or n_threads)
+
+    @property
+    def n_threads(self) -> int:
+        return int(lib.llama_n_threads(self._ptr()))
+
+    def abort(self) -> None:
+        """Cancel a decode running in another thread (it raises DecodeAbortedError). Thread-safe."""
+        if self._h is not None:
+            lib.ikl_flag_set(self._abort_flag, 1)
+
+    def timings(self) -> Timings:
+        """ik's performance counters (wraps ``llama_get_timings``)."""
+        t = lib.llama_get_timings(self._ptr())
+        return Timings(t.t_start_ms, t.t_end_ms, t.t_load_ms, t.t_sample_ms, t.t_p_eval_ms, t.t_eval_ms,
+                       t.n_sample, t.n_p_eval, t.n_eval)
+
+    def reset_timings(self) -> None:
+        lib.llama_reset_timings(self._ptr())
+
+    # -- introspection ----------------------------------------------------------------------------
+    def tokens(self, fork_id: int = 0) -> list[Token]:
+        """The tokens sequence ``fork_id`` holds in the KV cache, in position order."""
+        self._check_fork(fork_id)
+        return [Token(t) for t in self._seqs[fork_id]]
+
+    def n_past(self, fork_id: int = 0) -> int:
+        """How many tokens sequence ``fork_id`` holds (its next position)."""
+        self._check_fork(fork_id)
+        return len(self._seqs[fork_id])
+
+    def _check_fork(self, fork_id: int) -> None:
+        self._ptr()
+        if not 0 <= fork_id < self.n_seq_max:
+            raise ValueError(f"fork_id {fork_id} out of range: n_seq_max={self.n_seq_max}")
+
+    @property
+    def kv_type_k(self) -> GgmlType:
+        return self.config.kv.type_k
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<ikllama.Context (closed)>"
+        return f"<ikllama.Context n_ctx={self.n_ctx} used={sum(map(len, self._seqs))} forks={self.n_seq_max}>"
