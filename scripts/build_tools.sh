@@ -11,10 +11,16 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${IKLLAMA_TOOLS_DIR:-$root/build/tools/bin}"
 # Same depth as the wheel's build/{wheel_tag}: with CCACHE_BASEDIR both hit the same ccache entries.
 build="${IKLLAMA_TOOLS_BUILD:-$root/build/tools}"
-export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
+export CCACHE_BASEDIR="${CCACHE_BASEDIR-$root}"
+# The compiler and epoch scikit-build-core uses for the wheel, so that ccache serves both builds.
+python="$(command -v python3 || command -v python)"
+eval "$("$python" -c 'import sysconfig
+for var, name in (("CC", "CC"), ("CXX", "CXX")):
+    value = (sysconfig.get_config_var(name) or "").split()
+    if value: print(f"export {var}=\"${{{var}:-{value[0]}}}\"")')"
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1667997441}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-python="$(command -v python3 || command -v python)"
 
 cmake -S "$root" -B "$build" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release \

@@ -157,9 +157,10 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         self.model._detach(self)
 
     # -- slm_inference protocol -------------------------------------------------------------------
-    def new_batch(self, tokens: int, sequences: int = 1) -> Batch:
-        """A batch for up to ``tokens`` tokens over fork ids below ``sequences``."""
+    def new_batch(self, tokens: int, sequences: int | None = None) -> Batch:
+        """A batch for up to ``tokens`` tokens over fork ids below ``sequences`` (default: n_seq_max)."""
         self._ptr()
+        sequences = self.n_seq_max if sequences is None else sequences
         if not 1 <= tokens <= self.n_batch:
             raise ValueError(f"a batch holds 1..{self.n_batch} tokens (n_batch); asked for {tokens}")
         if not 1 <= sequences <= self.n_seq_max:
