@@ -25,7 +25,7 @@ def greedy(ctx: Context, prompt: list[int], n: int, fork: int = 0) -> list[int]:
     step = ctx.new_batch(1)
     while len(out) < n:
         token = int(np.argmax(ctx.logits(row)))
-        if ctx.model.is_eog(token):
+        if ctx.vocab.is_eog(token):
             break
         out.append(token)
         step.clear()

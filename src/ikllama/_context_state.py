@@ -33,8 +33,10 @@ class StateMixin:
     _h: Any
     _seqs: list[list[int]]
     _outputs: list[int]
+    _fp: dict[str, Any]
 
     def _fingerprint(self) -> dict[str, Any]:
+        """Identity of the model and KV layout, computed while the model is open (see Context.__init__)."""
         m, kv = self.model, self.config.kv  # type: ignore[attr-defined]
         return {"arch": m.architecture, "n_vocab": m.n_vocab, "n_embd": m.n_embd, "n_layer": m.n_layer,
                 "n_params": m.n_params, "type_k": kv.type_k.name, "type_v": kv.type_v.name,
@@ -42,7 +44,7 @@ class StateMixin:
                 "session_version": int(lib.LLAMA_SESSION_VERSION)}
 
     def _pack(self, kind: str, seqs: Any, native: bytes) -> bytes:
-        header = json.dumps({"kind": kind, "fingerprint": self._fingerprint(), "seqs": seqs},
+        header = json.dumps({"kind": kind, "fingerprint": self._fp, "seqs": seqs},
                             separators=(",", ":")).encode()
         crc = zlib.crc32(native, zlib.crc32(header))
         return _HEAD.pack(MAGIC, FORMAT_VERSION, len(header)) + header + _TAIL.pack(len(native), crc) + native
@@ -67,7 +69,7 @@ class StateMixin:
         header = json.loads(header_bytes)
         if header.get("kind") != kind:
             raise StateError(f"this is {header.get('kind')!r} state; expected {kind!r}")
-        theirs, ours = header.get("fingerprint"), self._fingerprint()
+        theirs, ours = header.get("fingerprint"), self._fp
         if theirs != ours:
             diff = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
             raise StateError(f"state was saved from another model or KV-cache layout: {diff} (saved, here)")

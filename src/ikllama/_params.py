@@ -13,6 +13,7 @@ from typing import Any
 
 from ._lib import ffi, lib
 from .config import ModelConfig
+from .enums import SplitMode
 from .errors import UnsupportedConfigError
 
 logger = logging.getLogger("ikllama")
@@ -53,6 +54,23 @@ def expand_rpc_servers(servers: list[str]) -> str:
                 f"RPC server {server} reports no device (is rpc-server running there and reachable?)")
         out.extend(f"{server}|{d}" for d in range(count))
     return ",".join(out)
+
+
+def offload_devices() -> list[str]:
+    """Names of the non-CPU buffer types this build registered (one per GPU device)."""
+    return [name for name in buffer_types() if name != "CPU" and not name.startswith("CPU_")]
+
+
+def check_split_devices(config: ModelConfig) -> None:
+    """ATTN/GRAPH split the model over devices; ik throws during the load with fewer than two."""
+    if config.split_mode not in (SplitMode.ATTN, SplitMode.GRAPH):
+        return
+    n = len(config.devices) if config.devices else len(offload_devices())
+    n += len(config.rpc_servers or ())
+    if n < 2:
+        raise UnsupportedConfigError(
+            f"split_mode={config.split_mode.name} spreads the model over several devices, but {n} "
+            f"{'is' if n == 1 else 'are'} available. Fix: use SplitMode.LAYER (or NONE), or add devices / rpc_servers.")
 
 
 class ModelParams:

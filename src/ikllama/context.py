@@ -109,11 +109,13 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         self.n_ctx = int(lib.llama_n_ctx(handle))
         self.n_batch = int(lib.llama_n_batch(handle))
         self.n_ubatch = int(lib.llama_n_ubatch(handle))
-        self.n_seq_max = int(lib.llama_n_seq_max(handle))
+        self.n_seq_max = config.n_seq_max  # llama_n_seq_max reports the KV size in ik, not this
         self.n_vocab = model.n_vocab
         self._seqs: list[list[int]] = [[] for _ in range(self.n_seq_max)]
         self._outputs: list[int] = []  # batch rows of the last decode that have logits
         self._cand = ffi.new("llama_token_data[]", self.n_vocab)
+        self.vocab = model._tok_impl  # usable while this context is open, even after model.close()
+        self._fp = self._fingerprint()
 
     @classmethod
     def _create(cls, model: Model, config: ContextConfig) -> Context:
@@ -254,15 +256,17 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         token = lib.ikl_sample_basic(self._h, logit_idx, self.n_vocab, self._cand, s.temperature, s.top_k, s.top_p)
         if token < 0:
             raise DecodeError(f"no logits for row {logit_idx}")
-        return None if lib.llama_vocab_is_eog(self.model._vocab, token) else Token(token)
+        return None if self.vocab.is_eog(token) else Token(token)
 
     def token_to_bytes(self, token: int, special: bool = False, lstrip: int | None = None) -> bytes:
         """The bytes of ``token`` (wraps ``llama_token_to_piece``)."""
-        return self.model.token_to_piece(token, special=special, lstrip=lstrip or 0)
+        self._ptr()
+        return self.vocab.token_to_piece(token, special, lstrip or 0)
 
     def str_to_tokens(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[Token]:
         """Tokenize ``text`` (wraps ``llama_tokenize``)."""
-        return [Token(t) for t in self.model.tokenize(text, add_special, parse_special)]
+        self._ptr()
+        return [Token(t) for t in self.vocab.tokenize(text, add_special, parse_special)]
 
     # -- outputs ----------------------------------------------------------------------------------
     @exclusive

@@ -17,7 +17,8 @@ from . import _log, _params
 from ._handle import NativeHandle
 from ._lib import ffi, lib
 from .backend import ensure_init
-from .errors import ClosedError, ModelLoadError, TokenizationError, with_native
+from .errors import ClosedError, ModelLoadError, with_native
+from .vocab import Vocab
 
 if TYPE_CHECKING:
     from .builder import Builder
@@ -69,6 +70,7 @@ class Model(NativeHandle):
         self._lock = threading.Lock()
         self._vocab = lib.llama_model_get_vocab(handle)
         self.n_vocab: int = lib.llama_n_vocab(handle)
+        self._tok_impl = Vocab(handle, self._vocab, self.n_vocab)
 
     # -- loading ----------------------------------------------------------------------------------
     @classmethod
@@ -76,6 +78,7 @@ class Model(NativeHandle):
         config.validate()
         _check_gguf_file(path)
         ensure_init()
+        _params.check_split_devices(config)
         params = _params.ModelParams(config)
         mark = _log.mark()
         with params.progress_scope():
@@ -269,22 +272,21 @@ class Model(NativeHandle):
 
     def is_eog(self, token: int) -> bool:
         """True for end-of-generation tokens (EOS, EOT, …) (wraps ``llama_vocab_is_eog``)."""
-        self.check_token(token)
-        return bool(lib.llama_vocab_is_eog(self._vocab_ptr(), token))
+        self._ptr()
+        return self._tok_impl.is_eog(token)
 
     def token_text(self, token: int) -> str:
         """The vocabulary entry of ``token`` (wraps ``llama_token_get_text``)."""
         self.check_token(token)
         return ffi.string(lib.llama_token_get_text(self._ptr(), token)).decode("utf-8", "replace")
 
-    # -- tokenizer --------------------------------------------------------------------------------
+    # -- tokenizer (the work is done by .vocab.Vocab, which contexts also use) ---------------------
     def _vocab_ptr(self) -> Any:
         self._ptr()
         return self._vocab
 
     def check_token(self, token: int) -> None:
-        if not 0 <= token < self.n_vocab:
-            raise ValueError(f"token id {token} is outside the vocabulary (0..{self.n_vocab - 1})")
+        self._tok_impl.check_token(token)
 
     def tokenize(self, text: str | bytes, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Text to token ids (wraps ``llama_tokenize``).
@@ -292,45 +294,18 @@ class Model(NativeHandle):
         ``add_special`` adds BOS/EOS as the model wants; ``parse_special`` turns special-token text
         such as ``<|im_start|>`` into its id instead of spelling it out.
         """
-        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-        if len(data) >= 2**31 - 1:
-            raise TokenizationError("text too long to tokenize in one call (2 GiB limit)")
-        h = self._ptr()
-        cap = len(data) + 8
-        while True:
-            buf = ffi.new("llama_token[]", cap)
-            n = lib.llama_tokenize(h, data, len(data), buf, cap, add_special, parse_special)
-            if n >= 0:
-                return list(ffi.unpack(buf, n))
-            if -n <= cap:
-                raise TokenizationError(f"llama_tokenize failed on {len(data)} bytes")
-            cap = -n
+        self._ptr()
+        return self._tok_impl.tokenize(text, add_special, parse_special)
 
     def token_to_piece(self, token: int, special: bool = False, lstrip: int = 0) -> bytes:
         """The bytes of one token (wraps ``llama_token_to_piece``); may be part of a UTF-8 character."""
-        self.check_token(token)
-        h = self._ptr()
-        size = 64
-        while True:
-            buf = ffi.new("char[]", size)
-            n = lib.llama_token_to_piece(h, token, buf, size, lstrip, special)
-            if n >= 0:
-                return ffi.buffer(buf, n)[:]
-            size = -n
+        self._ptr()
+        return self._tok_impl.token_to_piece(token, special, lstrip)
 
     def detokenize(self, tokens: list[int], remove_special: bool = False, unparse_special: bool = False) -> str:
         """Token ids back to text (wraps ``llama_detokenize``)."""
-        for t in tokens:
-            self.check_token(t)
-        vocab = self._vocab_ptr()
-        arr = ffi.new("llama_token[]", list(tokens))
-        size = max(16, 8 * len(tokens))
-        while True:
-            buf = ffi.new("char[]", size)
-            n = lib.llama_detokenize(vocab, arr, len(tokens), buf, size, remove_special, unparse_special)
-            if n >= 0:
-                return ffi.buffer(buf, n)[:].decode("utf-8", "replace")
-            size = -n
+        self._ptr()
+        return self._tok_impl.detokenize(tokens, remove_special, unparse_special)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.architecture}, {self.n_params / 1e6:.0f}M params"
