@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,10 +42,21 @@ def buffer_types() -> dict[str, Any]:
     return found
 
 
+def check_rpc_reachable(server: str, timeout: float = 5.0) -> None:
+    """Connect once before ik does: ggml-rpc dereferences a failed connection (segfault, measured)."""
+    host, _, port = server.split("|", 1)[0].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UnsupportedConfigError(f"RPC server {server} is not reachable ({exc}). "
+                                     "Fix: start rpc-server there, or check host and port.") from None
+
+
 def expand_rpc_servers(servers: list[str]) -> str:
     """``host:port`` → ``host:port|0,host:port|1,…`` for each device the server reports, as common does."""
     out = []
     for server in servers:
+        check_rpc_reachable(server)
         if "|" in server:
             out.append(server)
             continue
