@@ -3,7 +3,8 @@
 set(_valid native cpu cuda vulkan metal blas)
 string(TOLOWER "${IKLLAMA_BACKEND}" IKLLAMA_BACKEND)
 if (NOT IKLLAMA_BACKEND IN_LIST _valid)
-    message(FATAL_ERROR "IKLLAMA_BACKEND='${IKLLAMA_BACKEND}' is not a backend. Valid values: ${_valid}")
+    string(REPLACE ";" ", " _valid_text "${_valid}")
+    message(FATAL_ERROR "IKLLAMA_BACKEND='${IKLLAMA_BACKEND}' is not a backend. Valid values: ${_valid_text}")
 endif()
 
 if (IKLLAMA_BACKEND STREQUAL "cpu")
@@ -35,6 +36,12 @@ if (GGML_CUDA)
         message(FATAL_ERROR "CUDA backend requested but the CUDA toolkit (nvcc, cudart, cuBLAS) was not found. "
                             "Install the CUDA toolkit or set CUDAToolkit_ROOT / CMAKE_CUDA_COMPILER.")
     endif()
+    foreach(_lib cudart cublas cublasLt)
+        if (NOT TARGET CUDA::${_lib})
+            message(FATAL_ERROR "CUDA backend requested but the toolkit at ${CUDAToolkit_LIBRARY_DIR} has no "
+                                "${_lib} library. Install the full CUDA toolkit (with cuBLAS).")
+        endif()
+    endforeach()
     string(APPEND IKLLAMA_BACKENDS ",cuda")
 endif()
 if (GGML_VULKAN)

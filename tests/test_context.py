@@ -175,6 +175,13 @@ def test_embeddings(smollm):
         prefill(ctx, smollm.tokenize("a cat sat on the mat"))
         pooled = ctx.pooled_embeddings(0)
         assert pooled.shape == (smollm.n_embd,) and np.isfinite(pooled).all() and np.abs(pooled).sum() > 0
+    with smollm.context().with_n_ctx(256).with_embeddings(True).build() as ctx:  # per token, no pooling
+        batch = ctx.new_batch(3)
+        for i, t in enumerate(smollm.tokenize("a cat sat", add_special=False)):
+            batch.add(t, Pos(i, 0), logits=True)
+        ctx.decode(batch)
+        rows = [ctx.embeddings(i) for i in range(batch.n_tokens)]
+        assert all(r.shape == (smollm.n_embd,) for r in rows) and not np.allclose(rows[0], rows[1])
     with smollm.context().with_n_ctx(256).build() as ctx:
         with pytest.raises(ValueError, match="with_embeddings"):
             ctx.pooled_embeddings(0)
