@@ -34,6 +34,10 @@ _EXPORTS = {
     "system_info": "backend",
     "SystemInfo": "backend",
     "default_model": "models",
+    "kv_cache_bytes": "kvcache",
+    "KvCacheSize": "kvcache",
+    "perplexity": "perplexity",
+    "PerplexityResult": "perplexity",
     "IkLlamaError": "errors",
     "ModelLoadError": "errors",
     "ModelFetchError": "errors",
@@ -77,5 +81,7 @@ if TYPE_CHECKING:
     from .errors import (ClosedError, ConcurrentUseError, ContextError, DecodeAbortedError, DecodeError,
                          IkLlamaError, KvCacheFullError, ModelFetchError, ModelLoadError, StateError,
                          TemplateError, TokenizationError, UnsupportedConfigError)
+    from .kvcache import KvCacheSize, kv_cache_bytes
     from .model import Model
     from .models import default_model
+    from .perplexity import PerplexityResult, perplexity

@@ -44,10 +44,24 @@ def since(position: int) -> list[str]:
         return [line for seq, line in _recent if seq > position]
 
 
+def capture_start() -> list[str]:
+    """Start collecting every native line this thread logs; see :func:`capture_stop`."""
+    lines: list[str] = []
+    _pending.capture = lines
+    return lines
+
+
+def capture_stop() -> None:
+    _pending.capture = None
+
+
 def _emit(level: int, line: str) -> None:
     line = line.rstrip()
     if not line:
         return
+    captured = getattr(_pending, "capture", None)
+    if captured is not None:
+        captured.append(line)
     if level >= logging.WARNING:
         with _recent_lock:
             _recent.append((next(_counter), line))

@@ -23,6 +23,7 @@ from .builder import ContextConfig
 from .enums import EditLevel, GgmlType
 from .errors import (ContextError, DecodeAbortedError, DecodeError, KvCacheFullError, UnsupportedConfigError,
                      with_native)
+from .kvcache import KvCacheSize, kv_cache_bytes, parse_measured
 from .kvrules import check_kv_config
 
 if TYPE_CHECKING:
@@ -116,6 +117,9 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         self._cand = ffi.new("llama_token_data[]", self.n_vocab)
         self.vocab = model._tok_impl  # usable while this context is open, even after model.close()
         self._fp = self._fingerprint()
+        kv = config.kv
+        self._kv_size = kv_cache_bytes(model, self.n_ctx, kv.type_k, kv.type_v, config.flash_attn)
+        self.kv_size_reported: KvCacheSize | None = None
 
     @classmethod
     def _create(cls, model: Model, config: ContextConfig) -> Context:
@@ -140,13 +144,18 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         params = _context_params(config, abort_flag)
         model_ptr = model._ptr()
         mark = _log.mark()
-        ptr = lib.llama_init_from_model(model_ptr, params)
+        captured = _log.capture_start()
+        try:
+            ptr = lib.llama_init_from_model(model_ptr, params)
+        finally:
+            _log.capture_stop()
         if ptr == ffi.NULL:
             raise ContextError(with_native("ik_llama.cpp could not create the context "
                                            "(out of memory, or an unsupported parameter)", _log.since(mark)))
         # The destructor keeps the model's cdata alive so that the model can never be freed first.
         handle = ffi.gc(ptr, lambda p, _m=model_ptr: lib.llama_free(p))
         ctx = cls(model, handle, config, abort_flag)
+        ctx.kv_size_reported = parse_measured(captured)
         try:
             model._attach(ctx)
         except BaseException:
@@ -334,6 +343,15 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
     def reset_timings(self) -> None:
         lib.llama_reset_timings(self._ptr())
 
+    def perplexity(self, text: str, n_ctx: int | None = None, n_chunks: int | None = None):
+        """Perplexity of ``text`` as ik's llama-perplexity computes it (clears this context's cache).
+
+        See :func:`ikllama.perplexity.perplexity`; returns a ``PerplexityResult``.
+        """
+        from .perplexity import perplexity
+
+        return perplexity(self, text, n_ctx, n_chunks)
+
     # -- introspection ----------------------------------------------------------------------------
     def tokens(self, fork_id: int = 0) -> list[Token]:
         """The tokens sequence ``fork_id`` holds in the KV cache, in position order."""
@@ -353,6 +371,14 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
     @property
     def kv_type_k(self) -> GgmlType:
         return self.config.kv.type_k
+
+    @property
+    def kv_cache_size(self) -> KvCacheSize:
+        """Bytes of this context's K and V caches, from the block geometry (see ``ikllama.kv_cache_bytes``).
+
+        ``kv_size_reported`` holds what ik itself logged when it allocated them (to 0.01 MiB).
+        """
+        return self._kv_size
 
     def __repr__(self) -> str:
         if self.closed:
