@@ -106,6 +106,8 @@ def test_quantized_v_needs_flash_attention(smollm):
 def test_kv_types_cpu_flash_attention_would_abort_on(smollm, k, v):
     with pytest.raises(ikllama.UnsupportedConfigError, match="CPU flash attention"):
         smollm.context().with_kv_cache(k, v).build()
+    with pytest.raises(ikllama.UnsupportedConfigError, match="Q8_KV works for K only"):
+        smollm.context().with_kv_cache(GgmlType.Q8_0, GgmlType.Q8_KV).build()
     with pytest.raises(ikllama.UnsupportedConfigError):
         smollm.context().with_gen_type_kv(KvType.Q5, KvType.Q5).build()
 

@@ -28,3 +28,23 @@ def test_cli_run_default_model(smollm_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("The capital of France is Paris")
     assert "generated 8 tokens" in out.stderr
+
+
+def test_kv_quant_example(smollm_path):
+    out = run("kv_quant.py", "--model", str(smollm_path), "-n", "16")
+    lines = out.splitlines()
+    assert lines[1].startswith("F16      off") and "never" in lines[1]
+    assert any(line.startswith("Q8_0     on ") for line in lines)
+    assert "Q5_0     on       unsupported on this backend" in out
+
+
+def test_kv_quant_report_runs(tmp_path):
+    script = EXAMPLES.parent / "scripts" / "kv_quant_report.py"
+    report = tmp_path / "report.md"
+    out = subprocess.run([sys.executable, str(script), "--models", "smollm2-135m", "--chunks", "1", "--n-gen", "8",
+                          "--only", "Q4_0,Q5_0", "--out", str(report)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    text = report.read_text()
+    assert "| F16 / F16 | off |" in text and "| Q4_0 / Q4_0 | K+V |" in text
+    assert "unsupported on this backend" in text
+    assert (tmp_path / "kv_quant_smollm2-135m.png").stat().st_size > 10_000

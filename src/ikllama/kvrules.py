@@ -51,6 +51,10 @@ def check_kv_config(kv: KvCacheSpec, *, flash_attn: bool, head_dim_k: int, head_
                     cpu_attention: bool, has_avx512_bf16: bool, cuda: bool = False) -> None:
     """Raise UnsupportedConfigError for a configuration ik would refuse or abort on."""
     k, v = kv.type_k, kv.type_v
+    if v == GgmlType.Q8_KV:
+        raise UnsupportedConfigError(
+            "V cache type Q8_KV aborts ik's graph (a ggml view assertion on the V cache, measured on CPU); "
+            "Q8_KV works for K only. Fix: use Q8_0 for V.")
     if v not in (GgmlType.F16, GgmlType.BF16) and not flash_attn:
         raise UnsupportedConfigError(
             f"V cache type {v.name} needs flash attention (ik only reads an F16/BF16 V cache without it). "
