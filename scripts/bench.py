@@ -116,7 +116,9 @@ def main() -> int:
     for section, (ours, theirs) in results.items():
         label = f"pp{args.n_prompt}" if section == "pp" else f"tg{args.n_gen}"
         o, t = statistics.median(ours), statistics.median(theirs)
-        print(f"{label:>6}: ikllama {o:8.1f} t/s | llama-bench {t:8.1f} t/s | ratio {o / t:.3f}")
+        per_round = statistics.median(a / b for a, b in zip(ours, theirs))
+        print(f"{label:>6}: ikllama {o:8.1f} t/s | llama-bench {t:8.1f} t/s | ratio {o / t:.3f} "
+              f"(median of per-round ratios {per_round:.3f})")
     return 0
 
 

@@ -22,7 +22,7 @@ def test_only_our_component_is_installed():
     leaked = [f for f in files if not (f.startswith(("ikllama/", "ikllama-")) or "_editable_" in f
                                        or f.endswith("bin/ikllama"))]
     assert not leaked, f"files outside the package: {leaked}"
-    upstream = [f for f in ours if f.endswith((".cmake", ".pc", "llama.h", "ggml.h", "convert_hf_to_gguf.py"))
+    upstream = [f for f in ours if f.endswith((".cmake", ".pc", "/llama.h", "/ggml.h", "convert_hf_to_gguf.py"))
                 or "/include/" in f]
     assert not upstream, upstream
 
