@@ -12,30 +12,17 @@ import argparse
 import time
 
 import ikllama
-from ikllama import GgmlType, Pos
-from ikllama.streaming import Utf8Decoder
+from ikllama import GgmlType
+from ikllama.streaming import stream_continuation
 
 CONFIGS = [("F16", False), ("Q8_0", False), ("Q8_0", True), ("Q6_0", False), ("Q6_0", True), ("Q4_0", False),
            ("Q4_0", True), ("IQ4_NL", False), ("IQ4_NL", True), ("Q5_0", True)]
 
 
 def generate(ctx, prompt: str, n: int) -> tuple[str, float]:
-    tokens = ctx.str_to_tokens(prompt)
-    batch = ctx.new_batch(len(tokens))
-    batch.add_sequence(tokens, Pos(0, 0))
-    ctx.decode(batch)
-    decoder, text, row, step = Utf8Decoder(), [], len(tokens) - 1, ctx.new_batch(1)
     t0 = time.perf_counter()
-    for _ in range(n):
-        token = ctx.sample(row)
-        if token is None:
-            break
-        text.append(decoder.feed(ctx.token_to_bytes(token)))
-        step.clear()
-        step.add(token, Pos(ctx.n_past(), 0), logits=True)
-        ctx.decode(step)
-        row = 0
-    return "".join(text) + decoder.flush(), len(text) / (time.perf_counter() - t0)
+    text = "".join(stream_continuation(ctx, ctx.str_to_tokens(prompt), n))
+    return text, n / (time.perf_counter() - t0)
 
 
 def main() -> None:

@@ -65,26 +65,10 @@ def configurations() -> list[tuple[str, str, bool, bool]]:
 
 
 def greedy_text(ctx, n: int) -> str:
-    from ikllama import Pos
-    from ikllama.streaming import Utf8Decoder
+    from ikllama.streaming import stream_continuation
 
     ctx.clear()
-    tokens = ctx.str_to_tokens(PROMPT)
-    batch = ctx.new_batch(len(tokens))
-    batch.add_sequence(tokens, Pos(0, 0))
-    ctx.decode(batch)
-    row, out, dec = len(tokens) - 1, [], Utf8Decoder()
-    step = ctx.new_batch(1)
-    for _ in range(n):
-        token = ctx.sample(row)
-        if token is None:
-            break
-        out.append(dec.feed(ctx.token_to_bytes(token)))
-        step.clear()
-        step.add(token, Pos(ctx.n_past(), 0), logits=True)
-        ctx.decode(step)
-        row = 0
-    return "".join(out) + dec.flush()
+    return "".join(stream_continuation(ctx, ctx.str_to_tokens(PROMPT), n))
 
 
 def speeds(ctx, n_prompt: int = 256, n_gen: int = 32) -> tuple[float, float]:

@@ -210,3 +210,16 @@ def test_parallel_sequences_without_flash_attention(smollm, tokens):
 def test_parallel_sequences_with_flash_attention(smollm, tokens):
     together, alone = _two_forks_vs_alone(smollm, tokens, flash_attn=True)
     np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+def test_stream_continuation_matches_greedy_and_keeps_utf8_whole(smollm, tokens):
+    from ikllama.streaming import Utf8Decoder, stream_continuation
+
+    with smollm.context().with_n_ctx(256).build() as a, smollm.context().with_n_ctx(256).build() as b:
+        streamed = "".join(stream_continuation(a, tokens[:10], 16))
+        assert streamed == smollm.detokenize(greedy(b, tokens[:10], 16))
+    decoder = Utf8Decoder()
+    data = "Grüße 世界".encode()
+    pieces = [decoder.feed(data[i:i + 1]) for i in range(len(data))]
+    assert "".join(pieces) == "Grüße 世界" and all("\ufffd" not in p for p in pieces)
+    assert decoder.feed(b"\xe4\xb8") == "" and decoder.flush() == "\ufffd"

@@ -23,11 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .batch import Pos
     from .config import ModelConfig
     from .enums import KvType
     from .models import default_model
-    from .streaming import Utf8Decoder
+    from .streaming import stream_continuation
 
     path = args.model or default_model()
     kv = KvType[args.kv.upper()]
@@ -38,28 +37,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             builder = builder.with_threads(args.threads)
         with builder.build() as ctx:
             tokens = ctx.str_to_tokens(args.prompt, add_special=True)
-            t0 = time.perf_counter()
-            batch = ctx.new_batch(max(len(tokens), 1))
-            batch.add_sequence(tokens, Pos(0, 0))
-            ctx.decode(batch)
-            t1 = time.perf_counter()
-            decoder = Utf8Decoder()
             sys.stdout.write(args.prompt)
-            n_gen, row = 0, len(tokens) - 1
-            step = ctx.new_batch(1)
-            while n_gen < args.max_tokens and ctx.n_past() < ctx.n_ctx:
-                token = ctx.sample(row)
-                if token is None:
-                    break
-                sys.stdout.write(decoder.feed(ctx.token_to_bytes(token)))
+            t0 = time.perf_counter()
+            n_gen = 0
+            for piece in stream_continuation(ctx, tokens, args.max_tokens):
+                sys.stdout.write(piece)
                 sys.stdout.flush()
-                n_gen += 1
-                step.clear()
-                step.add(token, Pos(ctx.n_past(), 0), logits=True)
-                ctx.decode(step)
-                row = 0
-            sys.stdout.write(decoder.flush() + "\n")
-            t2 = time.perf_counter()
-    print(f"[prompt {len(tokens)} tokens: {len(tokens) / (t1 - t0):.1f} t/s | "
-          f"generated {n_gen} tokens: {n_gen / max(t2 - t1, 1e-9):.1f} t/s]", file=sys.stderr)
+                n_gen = ctx.n_past() - len(tokens)
+            sys.stdout.write("\n")
+            elapsed = time.perf_counter() - t0
+            timings = ctx.timings()
+    print(f"[prompt {len(tokens)} tokens: {timings.prompt_tokens_per_second:.1f} t/s | "
+          f"generated {n_gen} tokens in {elapsed:.2f} s: {timings.eval_tokens_per_second:.1f} t/s]", file=sys.stderr)
     return 0
