@@ -20,7 +20,7 @@ from ._handle import NativeHandle, exclusive
 from ._lib import ffi, lib
 from .batch import Batch, Pos, Token
 from .builder import ContextConfig
-from .enums import EditLevel, GgmlType
+from .enums import EditLevel
 from .errors import (ContextError, DecodeAbortedError, DecodeError, KvCacheFullError, UnsupportedConfigError,
                      with_native)
 from .kvcache import KvCacheSize, kv_cache_bytes, parse_measured
@@ -367,10 +367,6 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         self._ptr()
         if not 0 <= fork_id < self.n_seq_max:
             raise ValueError(f"fork_id {fork_id} out of range: n_seq_max={self.n_seq_max}")
-
-    @property
-    def kv_type_k(self) -> GgmlType:
-        return self.config.kv.type_k
 
     @property
     def kv_cache_size(self) -> KvCacheSize:

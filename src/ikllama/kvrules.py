@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .enums import GgmlType
 from .errors import UnsupportedConfigError
 
-__all__ = ["KvCacheSpec", "check_kv_config", "cpu_fa_types"]
+__all__ = ["KvCacheSpec", "check_kv_config", "CPU_FA_TYPES"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,9 @@ class KvCacheSpec:
         return self.v_hadamard and self.type_v.is_quantized
 
 
-def cpu_fa_types(has_avx512_bf16: bool) -> frozenset[GgmlType]:
-    """Types CPU flash attention accepts for K and V (built with GGML_IQK_FA_ALL_QUANTS=ON)."""
-    types = {GgmlType.F16, GgmlType.Q8_0, GgmlType.Q8_KV, GgmlType.Q6_0, GgmlType.Q4_0, GgmlType.Q4_1,
-             GgmlType.IQ4_NL}
-    return frozenset(types)
+#: Types CPU flash attention accepts for K and V (built with GGML_IQK_FA_ALL_QUANTS=ON); BF16 is checked apart.
+CPU_FA_TYPES = frozenset({GgmlType.F16, GgmlType.Q8_0, GgmlType.Q8_KV, GgmlType.Q6_0, GgmlType.Q4_0, GgmlType.Q4_1,
+                          GgmlType.IQ4_NL})
 
 
 def _is_pow2(n: int) -> bool:
@@ -66,10 +64,9 @@ def check_kv_config(kv: KvCacheSpec, *, flash_attn: bool, head_dim_k: int, head_
                     f"K={k.name}/V={v.name}: CPU flash attention takes BF16 only when K and V are both BF16 "
                     "and the build has AVX512-BF16. Fix: use F16, or turn flash attention off.")
         else:
-            allowed = cpu_fa_types(has_avx512_bf16)
             for which, t in (("K", k), ("V", v)):
-                if t not in allowed:
-                    names = ", ".join(sorted(x.name for x in allowed))
+                if t not in CPU_FA_TYPES:
+                    names = ", ".join(sorted(x.name for x in CPU_FA_TYPES))
                     raise UnsupportedConfigError(
                         f"{which} cache type {t.name} is not supported by ik's CPU flash attention "
                         f"(it aborts the process). Supported: {names}. Fix: pick one of those"

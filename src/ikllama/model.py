@@ -43,14 +43,14 @@ def _check_gguf_file(path: Path) -> None:
         raise ModelLoadError(f"{path} is not a GGUF file (magic {head[:4]!r}, expected b'GGUF')")
 
 
-def _read_str(fn: Any, *args: Any) -> str:
-    """Call a ``(…, char *buf, size_t n) -> int32 length`` getter with a buffer that fits."""
+def _read_str(fn: Any, *args: Any) -> str | None:
+    """Call a ``(…, char *buf, size_t n) -> int32 length`` getter with a buffer that fits (None if absent)."""
     size = 256
     while True:
         buf = ffi.new("char[]", size)
         n = fn(*args, buf, size)
         if n < 0:
-            return ""
+            return None
         if n < size:
             return ffi.string(buf, n).decode("utf-8", "replace")
         size = n + 1
@@ -138,16 +138,7 @@ class Model(NativeHandle):
     # -- metadata ---------------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
         """One GGUF metadata value as a string, or None (wraps ``llama_model_meta_val_str``)."""
-        h = self._ptr()
-        size = 256
-        while True:
-            buf = ffi.new("char[]", size)
-            n = lib.llama_model_meta_val_str(h, key.encode(), buf, size)
-            if n < 0:
-                return None
-            if n < size:
-                return ffi.string(buf, n).decode("utf-8", "replace")
-            size = n + 1
+        return _read_str(lib.llama_model_meta_val_str, self._ptr(), key.encode())
 
     @cached_property
     def metadata(self) -> dict[str, str]:
@@ -156,7 +147,8 @@ class Model(NativeHandle):
         out = {}
         for i in range(lib.llama_model_meta_count(h)):
             key = _read_str(lib.llama_model_meta_key_by_index, h, i)
-            out[key] = _read_str(lib.llama_model_meta_val_str_by_index, h, i)
+            if key is not None:
+                out[key] = _read_str(lib.llama_model_meta_val_str_by_index, h, i) or ""
         return out
 
     @cached_property
@@ -166,7 +158,7 @@ class Model(NativeHandle):
     @property
     def description(self) -> str:
         """ik's one-line description, e.g. ``llama 135M Q4_1`` (wraps ``llama_model_desc``)."""
-        return _read_str(lib.llama_model_desc, self._ptr())
+        return _read_str(lib.llama_model_desc, self._ptr()) or ""
 
     @property
     def n_params(self) -> int:
