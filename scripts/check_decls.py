@@ -68,7 +68,7 @@ def declared_functions(text: str) -> set[str]:
 def compare(vendor: Path, decl: Path) -> tuple[set[str], set[str]]:
     public = set().union(*(declared_functions((vendor / h).read_text()) for h in PUBLIC_HEADERS))
     support = set().union(*(declared_functions((vendor / h).read_text()) for h in SUPPORT_HEADERS))
-    helpers = declared_functions((ROOT / "src/ikllama/_csrc/ikl_helpers.h").read_text())
+    helpers = set().union(*(declared_functions(p.read_text()) for p in sorted((ROOT / "src/ikllama/_csrc").glob("*.h"))))
     callbacks = set(re.findall(r'extern "Python"[^;]*?(\w+)\s*\(', "".join(
         p.read_text() for p in sorted(decl.glob("*.h")))))
     bound = set().union(*(declared_functions(p.read_text()) for p in sorted(decl.glob("*.h"))))

@@ -22,6 +22,18 @@ def test_simple(smollm_path):
     assert "KV Q8 (Q8_0, Hadamard on)" in out and "generation: 12 tokens" in out
 
 
+def test_embeddings_example(smollm_path):
+    out = run("embeddings.py", "--model", str(smollm_path))
+    lines = out.splitlines()
+    assert lines[0].split() == ["0", "1", "2", "3", "4"]
+    rows = [[float(x) for x in line.split()[1:]] for line in lines[1:6]]
+    assert all(abs(rows[i][i] - 1.0) < 1e-3 for i in range(5))
+    assert rows[0][1] > rows[0][2] and rows[3][4] > rows[3][2]  # paraphrases beat the tax-law sentence
+    assert "closest pair: [0] and [1]" in out and "MEAN pooling | 5 sentences, 576 dims" in out
+    out = run("embeddings.py", "--model", str(smollm_path), "--pooling", "LAST", "--sentences", "a b", "c d")
+    assert "LAST pooling | 2 sentences" in out
+
+
 def test_cli_run_default_model(smollm_path):
     out = subprocess.run([sys.executable, "-m", "ikllama", "run", "The capital of France is", "-n", "8"],
                          capture_output=True, text=True, timeout=300)

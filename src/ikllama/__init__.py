@@ -38,6 +38,28 @@ _EXPORTS = {
     "KvCacheSize": "kvcache",
     "perplexity": "perplexity",
     "PerplexityResult": "perplexity",
+    "SamplerConfig": "sampling",
+    "Sampler": "sampling",
+    "GrammarError": "sampling",
+    "SimpleInference": "inference",
+    "Checkpoint": "inference",
+    "TextStream": "inference",
+    "Answer": "answer",
+    "AnswerStatus": "answer",
+    "Brake": "answer",
+    "StopStrings": "answer",
+    "token_limit": "answer",
+    "Role": "chat",
+    "Message": "chat",
+    "Formatter": "chat",
+    "DynamicFormatter": "chat",
+    "split_thinking": "chat",
+    "SimpleOracle": "oracle",
+    "LLM": "llm",
+    "Embedder": "embeddings",
+    "embed": "embeddings",
+    "json_schema_to_gbnf": "json_grammar",
+    "JSON_GBNF": "json_grammar",
     "IkLlamaError": "errors",
     "ModelLoadError": "errors",
     "ModelFetchError": "errors",
@@ -72,7 +94,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .answer import Answer, AnswerStatus, Brake, StopStrings, token_limit
     from .backend import SystemInfo, system_info
+    from .chat import DynamicFormatter, Formatter, Message, Role, split_thinking
+    from .embeddings import Embedder, embed
+    from .inference import Checkpoint, SimpleInference, TextStream
+    from .json_grammar import JSON_GBNF, json_schema_to_gbnf
+    from .llm import LLM
+    from .oracle import SimpleOracle
+    from .sampling import GrammarError, Sampler, SamplerConfig
     from .batch import Batch, Pos, Token
     from .builder import Builder, ContextConfig
     from .config import ModelConfig

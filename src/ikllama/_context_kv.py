@@ -45,6 +45,7 @@ class KvEditMixin:
         for seq in self._seqs:
             seq.clear()
         self._outputs = []
+        self._forget_samplers(range(len(self._seqs)))
 
     @exclusive
     def drop(self, fork_id: int) -> None:
@@ -54,6 +55,34 @@ class KvEditMixin:
             raise ContextError(f"ik refused to remove fork {fork_id}")
         self._seqs[fork_id].clear()
         self._outputs = []
+        self._forget_samplers([fork_id])
+
+    def _forget_samplers(self, forks: Any) -> None:
+        """A fork that starts over also starts a fresh sampler (penalty history, grammar)."""
+        samplers = getattr(self, "_samplers", {})
+        for fork in forks:
+            sampler = samplers.pop(fork, None)
+            if sampler is not None:
+                sampler.close()
+
+    @exclusive
+    def copy_fork(self, src: int, dst: int) -> None:
+        """Make fork ``dst`` hold what fork ``src`` holds, sharing the cells (wraps ``llama_kv_cache_seq_cp``).
+
+        ``dst`` is emptied first. Both forks can then continue independently: a cheap way to
+        branch a conversation or to sample several answers to one prompt.
+        """
+        self._check_fork(src)  # type: ignore[attr-defined]
+        self._check_fork(dst)  # type: ignore[attr-defined]
+        if src == dst:
+            return
+        if self.model.is_recurrent:  # type: ignore[attr-defined]
+            raise ContextError("copy_fork needs a KV cache; a recurrent model keeps one state per fork")
+        lib.llama_kv_cache_seq_rm(self._h, dst, -1, -1)
+        lib.llama_kv_cache_seq_cp(self._h, src, dst, -1, -1)
+        self._seqs[dst] = list(self._seqs[src])
+        self._outputs = []
+        self._forget_samplers([dst])
 
     @exclusive
     def truncate(self, pos: Pos) -> Pos:

@@ -47,6 +47,7 @@ def make_ffi(version: str, upstream_commit: str, build_type: str, backends: str)
         "#include <llama.h>",
         "#include <ggml-rpc.h>",
         '#include "ikl_helpers.h"',
+        '#include "ikl_sampler.h"',
         f"static const char * const IKLLAMA_BUILD_VERSION = {c_string(version)};",
         f"static const char * const IKLLAMA_DECL_HASH = {c_string(decl_hash(cdef))};",
         f"static const char * const IKLLAMA_UPSTREAM_COMMIT = {c_string(upstream_commit)};",

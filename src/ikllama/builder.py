@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .enums import AttentionType, GgmlType, KvType, PoolingType, RopeScalingType
 from .kvrules import KvCacheSpec
+from .sampling import SamplerConfig
 from .sampling_basic import BasicSampler
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class ContextConfig:
     offload_kqv: bool = True
     kv: KvCacheSpec = KvCacheSpec()
     sampler: BasicSampler = BasicSampler()
+    sampling: SamplerConfig | None = None
     mtp: bool = False
 
     def validate(self) -> None:
@@ -89,6 +91,10 @@ class ContextConfig:
             if not isinstance(getattr(self.kv, name), GgmlType):
                 raise ValueError(f"{name} must be an ikllama.GgmlType, not {getattr(self.kv, name)!r}")
         self.sampler.validate()
+        if self.sampling is not None:
+            if not isinstance(self.sampling, SamplerConfig):
+                raise ValueError(f"sampling must be an ikllama.SamplerConfig, not {type(self.sampling).__name__}")
+            self.sampling.validate()
 
 
 class Builder:
@@ -165,6 +171,13 @@ class Builder:
     def with_sampler(self, temperature: float, top_k: int, top_p: float) -> Builder:
         """slm_ikllama's sampler: greedy when temperature <= 0, else top-k -> top-p -> temperature."""
         return self._with(sampler=BasicSampler(temperature, top_k, top_p))
+
+    def with_sampling(self, config: SamplerConfig) -> Builder:
+        """The full C sampling pipeline for ``Context.sample`` (see :class:`ikllama.SamplerConfig`)."""
+        if not isinstance(config, SamplerConfig):
+            raise ValueError(f"with_sampling takes an ikllama.SamplerConfig, not {type(config).__name__}")
+        config.validate()
+        return self._with(sampling=config)
 
     def with_gen_type_kv(self, k: KvType, v: KvType) -> Builder:
         """KV-cache types as slm_ikllama maps them (Q4/Q5/Q6/Q8 switch the Hadamard transform on)."""

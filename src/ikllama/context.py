@@ -115,6 +115,14 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         self._seqs: list[list[int]] = [[] for _ in range(self.n_seq_max)]
         self._outputs: list[int] = []  # batch rows of the last decode that have logits
         self._cand = ffi.new("llama_token_data[]", self.n_vocab)
+        self._decode_serial = 0  # bumped by every successful decode: tells callers whether logits are fresh
+        self._row_forks: dict[int, int] = {}  # output row -> fork of the last decode
+        self._samplers: dict[int, Any] = {}  # fork -> Sampler, when built with_sampling
+        raw = ffi.new("struct llama_batch *", lib.llama_batch_init(config.n_seq_max, 0, 1))
+        self._steps = ffi.gc(raw, lambda b: lib.llama_batch_free(b[0]))  # one token per fork, all with logits
+        for i in range(config.n_seq_max):
+            self._steps.n_seq_id[i] = 1
+            self._steps.logits[i] = 1
         self.vocab = model._tok_impl  # usable while this context is open, even after model.close()
         self._fp = self._fingerprint()
         kv = config.kv
@@ -164,6 +172,9 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         return ctx
 
     def _free(self) -> None:
+        for sampler in self._samplers.values():
+            sampler.close()
+        self._samplers.clear()
         super()._free()
         self.model._detach(self)
 
@@ -236,6 +247,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
             raise DecodeError(with_native(f"llama_decode failed with code {rc}", _log.since(mark)), rc)
         for token, _pos, fork in entries:
             self._seqs[fork].append(token)
+        self._decode_serial += 1
 
     @exclusive
     def decode(self, batch: Batch) -> None:
@@ -250,6 +262,40 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         self._validate_batch(entries)
         self._decode_raw(batch._struct(), entries)
         self._outputs = batch._output_rows()
+        self._row_forks = {row: entries[row][2] for row in self._outputs}
+
+    @exclusive
+    def decode_steps(self, steps: list[tuple[int, int]]) -> None:
+        """Append one token to each of several forks and decode them as one batch, all with logits.
+
+        ``steps`` holds ``(token, fork_id)`` pairs with distinct forks; row ``i`` of the outputs belongs
+        to ``steps[i]``. This is the generation loop's call: it skips building a :class:`Batch`.
+        """
+        n = len(steps)
+        if not 1 <= n <= self.n_seq_max:
+            raise ValueError(f"decode_steps takes 1..{self.n_seq_max} (token, fork_id) pairs; got {n}")
+        b = self._steps[0]
+        entries = []
+        for i, (token, fork) in enumerate(steps):
+            if not 0 <= token < self.n_vocab:
+                raise ValueError(f"token id {token} is outside the vocabulary (0..{self.n_vocab - 1})")
+            if not 0 <= fork < self.n_seq_max:
+                raise ValueError(f"fork_id {fork} out of range (n_seq_max={self.n_seq_max})")
+            pos = len(self._seqs[fork])
+            b.token[i] = token
+            b.pos[i] = pos
+            b.seq_id[i][0] = fork
+            entries.append((token, pos, fork))
+        if n > 1 and len({f for _, f in steps}) != n:
+            raise ValueError("decode_steps: each fork may appear once")
+        used = sum(map(len, self._seqs))
+        if used + n > self.n_ctx or any(p >= self.n_ctx for _, p, _ in entries):
+            raise KvCacheFullError(f"the KV cache holds {used} of {self.n_ctx} cells; {n} more do not fit. "
+                                   "Fix: truncate, cut or drop, or build with a larger n_ctx.", 1)
+        b.n_tokens = n
+        self._decode_raw(b, entries)
+        self._outputs = list(range(n))
+        self._row_forks = {i: f for i, (_, f) in enumerate(steps)}
 
     def _check_output(self, logit_idx: int) -> None:
         if logit_idx not in self._outputs:
@@ -259,13 +305,39 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
 
     @exclusive
     def sample(self, logit_idx: int) -> Token | None:
-        """Sample with the builder's sampler from batch row ``logit_idx``; None at end of generation."""
+        """Sample from batch row ``logit_idx``; None at end of generation.
+
+        Uses ``Builder.with_sampling``'s :class:`SamplerConfig` (one C sampler per fork, created on
+        first use and kept until the context closes) or else ``with_sampler``'s basic sampler.
+        """
         self._check_output(logit_idx)
+        if self.config.sampling is not None:
+            fork = self._row_forks[logit_idx]
+            sampler = self._samplers.get(fork)
+            if sampler is None:
+                from .sampling import Sampler
+
+                sampler = self._samplers[fork] = Sampler.create(self.config.sampling, self.model)
+            token = sampler.sample(self, logit_idx)
+            return None if self.vocab.is_eog(token) else Token(token)
         s = self.config.sampler
         token = lib.ikl_sample_basic(self._h, logit_idx, self.n_vocab, self._cand, s.temperature, s.top_k, s.top_p)
         if token < 0:
             raise DecodeError(f"no logits for row {logit_idx}")
         return None if self.vocab.is_eog(token) else Token(token)
+
+    def inference(self, prompt: str, max_tokens: int = 256, fork_id: int = 0) -> str:
+        """Complete ``prompt`` from an empty fork: the blanket helper of slm_inference.
+
+        Uses ``with_sampling``'s config (greedy when none) through :class:`ikllama.SimpleInference`;
+        stops at end of generation or after ``max_tokens``. The fork keeps the conversation.
+        """
+        from .inference import SimpleInference
+
+        self.drop(fork_id)
+        with SimpleInference(self) as inf:
+            inf.prefill(prompt, fork_id)
+            return inf.generate(max_tokens, fork_id).text
 
     def token_to_bytes(self, token: int, special: bool = False, lstrip: int | None = None) -> bytes:
         """The bytes of ``token`` (wraps ``llama_token_to_piece``)."""

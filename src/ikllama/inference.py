@@ -1,0 +1,382 @@
+"""``SimpleInference``: prefill, generate (streamed or whole), save / rollback, and parallel generation
+on one :class:`Context` (slm_inference's ``SlmSimpleInference``).
+
+Per token the loop makes one C call to sample (``ikl_sampler_next``), one to decode, and turns the
+token into text through a per-vocabulary piece cache and an incremental UTF-8 decoder; everything
+else is plain Python on short strings (scripts/bench.py measures what it costs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .answer import Answer, AnswerStatus, Brake, BrakeFn, StopStrings
+from .batch import Pos
+from .enums import EditLevel
+from .errors import KvCacheFullError
+from .sampling import GrammarError, Sampler, SamplerConfig
+from .streaming import Utf8Decoder
+
+if TYPE_CHECKING:
+    from .context import Context
+
+__all__ = ["SimpleInference", "Checkpoint", "TextStream"]
+
+GREEDY = SamplerConfig.greedy()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What :meth:`SimpleInference.save` remembers: each fork's length (or a state dump)."""
+
+    lengths: tuple[int, ...]
+    state: bytes | None = None
+
+
+class TextStream:
+    """Iterate to get text pieces as they are generated; ``answer`` (or ``answers``) once exhausted."""
+
+    def __init__(self, gen: Iterator[tuple[int, str]], answers: list[Answer]):
+        self._gen = gen
+        self.answers = answers
+
+    def __iter__(self) -> Iterator[str]:
+        for _fork, piece in self._gen:
+            yield piece
+
+    def with_forks(self) -> Iterator[tuple[int, str]]:
+        """Pieces tagged with their fork id (for parallel generation)."""
+        yield from self._gen
+
+    @property
+    def answer(self) -> Answer:
+        if not self.answers:
+            raise RuntimeError("the stream has not finished yet: iterate it to the end first")
+        return self.answers[0]
+
+
+class _Run:
+    """One fork's generation state."""
+
+    def __init__(self, fork: int, sampler: Sampler, max_tokens: int, stop: Sequence[str],
+                 brakes: Sequence[BrakeFn], owns_sampler: bool):
+        self.fork = fork
+        self.sampler = sampler
+        self.owns_sampler = owns_sampler
+        self.max_tokens = max_tokens
+        self.stops = StopStrings(stop)
+        self.brakes = brakes
+        self.decoder = Utf8Decoder()
+        self.tokens: list[int] = []
+        self.text: list[str] = []
+        self.delayed: list[str] = []
+        self.status: AnswerStatus | None = None
+        self.finish_reason = "stop"
+
+    def end(self, status: AnswerStatus, reason: str) -> None:
+        if self.status is None:
+            self.status, self.finish_reason = status, reason
+
+
+class SimpleInference:
+    """Generation on ``context``; ``sampling`` is the default :class:`SamplerConfig` (greedy if None).
+
+    Each fork gets its own C sampler, kept across calls so that penalties see the whole answer;
+    ``reset_sampler(fork)`` starts it over.
+    """
+
+    def __init__(self, context: Context, sampling: SamplerConfig | None = None, formatter: Any = None):
+        self.ctx = context
+        self.sampling = sampling or context.config.sampling or GREEDY
+        self.sampling.validate(context.n_vocab)
+        self.formatter = formatter
+        self._samplers: dict[int, Sampler] = {}
+        self._ready: dict[int, tuple[int, int]] = {}  # fork -> (decode serial, output row)
+        self._pieces: dict[int, bytes] = {}
+
+    # -- prompt ---------------------------------------------------------------------------------------
+    def tokenize(self, text: str, fork_id: int = 0) -> list[int]:
+        """Tokens of ``text`` as a continuation of ``fork_id`` (BOS only at the start of a fork)."""
+        add_special = self.ctx.n_past(fork_id) == 0
+        return self.ctx.vocab.tokenize(text, add_special, True)
+
+    def prefill(self, text_or_tokens: str | Sequence[int], fork_id: int = 0) -> int:
+        """Decode a prompt after what ``fork_id`` holds (in ``n_batch`` chunks); returns its token count.
+
+        Text is tokenized with special tokens parsed (chat templates contain them) and a BOS only
+        when the fork is empty. If the cache overflows nothing of the prompt is kept.
+        """
+        tokens = (self.tokenize(text_or_tokens, fork_id) if isinstance(text_or_tokens, str)
+                  else [int(t) for t in text_or_tokens])
+        if not tokens:
+            raise ValueError("the prompt is empty")
+        ctx = self.ctx
+        start = ctx.n_past(fork_id)
+        if start + len(tokens) > ctx.n_ctx:
+            raise KvCacheFullError(f"the prompt needs {len(tokens)} tokens after {start}; the context holds "
+                                   f"{ctx.n_ctx}. Fix: a shorter prompt, rollback/truncate, or a larger n_ctx.", 1)
+        try:
+            for i in range(0, len(tokens), ctx.n_batch):
+                chunk = tokens[i:i + ctx.n_batch]
+                batch = ctx.new_batch(len(chunk))
+                batch.add_sequence(chunk, Pos(start + i, fork_id))
+                ctx.decode(batch)
+        except BaseException:
+            ctx.truncate(Pos(start, fork_id))
+            raise
+        self._ready[fork_id] = (ctx._decode_serial, len(chunk) - 1)
+        return len(tokens)
+
+    def _logits_row(self, fork: int) -> int:
+        """The output row holding ``fork``'s next-token logits, re-decoding its last token if stale."""
+        ctx = self.ctx
+        ready = self._ready.get(fork)
+        if ready is not None and ready[0] == ctx._decode_serial:
+            return ready[1]
+        n = ctx.n_past(fork)
+        if n == 0:
+            raise ValueError(f"fork {fork} is empty: prefill a prompt first")
+        last = ctx.tokens(fork)[-1]
+        ctx.truncate(Pos(n - 1, fork))
+        ctx.decode_steps([(last, fork)])
+        self._ready[fork] = (ctx._decode_serial, 0)
+        return 0
+
+    # -- samplers -------------------------------------------------------------------------------------
+    def _sampler(self, fork: int, sampling: SamplerConfig | None) -> tuple[Sampler, bool]:
+        if sampling is not None and sampling is not self.sampling:
+            return Sampler.create(sampling, self.ctx.model), True
+        sampler = self._samplers.get(fork)
+        if sampler is None:
+            sampler = self._samplers[fork] = Sampler.create(self.sampling, self.ctx.model)
+        return sampler, False
+
+    def reset_sampler(self, fork_id: int | None = None) -> None:
+        """Forget the penalty history and grammar state of one fork (or all)."""
+        forks = list(self._samplers) if fork_id is None else [fork_id]
+        for f in forks:
+            s = self._samplers.pop(f, None)
+            if s is not None:
+                s.close()
+
+    def close(self) -> None:
+        """Free the samplers (the context stays open: it belongs to the caller)."""
+        self.reset_sampler()
+
+    def __enter__(self) -> SimpleInference:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- generation -----------------------------------------------------------------------------------
+    def generate(self, max_tokens: int = 256, fork_id: int = 0, *, stop: Iterable[str] = (),
+                 brakes: Iterable[BrakeFn] = (), sampling: SamplerConfig | None = None,
+                 stream: bool = False) -> Answer | TextStream:
+        """Generate after what ``fork_id`` holds (prefill first). Returns the :class:`Answer`, or with
+        ``stream=True`` a :class:`TextStream` of text pieces whose ``answer`` is set at the end.
+
+        Stops at an end-of-generation token, a stop string (never part of the text), ``max_tokens``,
+        a brake, or a full context.
+        """
+        s = self.generate_parallel([fork_id], max_tokens, stop=stop, brakes=brakes, sampling=sampling,
+                                   stream=True)
+        if stream:
+            return s
+        for _ in s.with_forks():
+            pass
+        return s.answer
+
+    def generate_parallel(self, fork_ids: Sequence[int], max_tokens: int = 256, *, stop: Iterable[str] = (),
+                          brakes: Iterable[BrakeFn] = (), sampling: SamplerConfig | None = None,
+                          stream: bool = False) -> list[Answer] | TextStream:
+        """Generate for several prefilled forks at once: one decode per step carries one token of every
+        fork still running; each fork has its own sampler and stop conditions.
+
+        Returns the answers in ``fork_ids`` order, or with ``stream=True`` a :class:`TextStream`
+        (use ``with_forks()`` for (fork_id, piece) pairs).
+        """
+        forks = [int(f) for f in fork_ids]
+        if not forks or len(set(forks)) != len(forks):
+            raise ValueError("fork_ids must be distinct and not empty")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens={max_tokens!r} must be an int >= 1")
+        stop, brakes = list(stop), list(brakes)
+        if isinstance(stop, str):
+            stop = [stop]
+        for f in forks:
+            self.ctx._check_fork(f)
+            if self.ctx.n_past(f) == 0:
+                raise ValueError(f"fork {f} is empty: prefill a prompt first")
+        if sampling is not None:
+            sampling.validate(self.ctx.n_vocab)
+        answers: list[Answer] = []
+        gen = self._loop(forks, max_tokens, stop, brakes, sampling, answers)
+        s = TextStream(gen, answers)
+        if stream:
+            return s
+        for _ in s.with_forks():
+            pass
+        return answers
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self.ctx.vocab.token_to_piece(token, False, 0)
+        return piece
+
+    def _loop(self, forks: list[int], max_tokens: int, stop: list[str], brakes: list[BrakeFn],
+              sampling: SamplerConfig | None, answers: list[Answer]) -> Iterator[tuple[int, str]]:
+        ctx = self.ctx
+        runs = []
+        for f in forks:
+            sampler, owned = self._sampler(f, sampling)
+            runs.append(_Run(f, sampler, max_tokens, stop, brakes, owned))
+        rows = {r.fork: self._logits_row(r.fork) for r in runs}
+        if len(runs) > 1 and len({self._ready[r.fork][0] for r in runs}) > 1:
+            rows = self._refresh_rows([r.fork for r in runs])
+        vocab = ctx.vocab
+        try:
+            active = runs
+            while active:
+                steps = []
+                for run in active:
+                    try:
+                        token = run.sampler.sample(ctx, rows[run.fork])
+                    except GrammarError:
+                        run.end(AnswerStatus.INCOMPLETE, "grammar")
+                        continue
+                    if vocab.is_eog(token):
+                        run.end(AnswerStatus.COMPLETE, "stop")
+                        continue
+                    run.tokens.append(token)
+                    for out in self._emit(run, self._piece(token)):
+                        yield run.fork, out
+                    if run.status is Brake.STOP:  # a STOP brake ends every fork
+                        for other in runs:
+                            other.end(AnswerStatus.PARTIAL, "stop")
+                    if run.status is None and len(run.tokens) >= run.max_tokens:
+                        run.end(AnswerStatus.PARTIAL, "length")
+                    if run.status is None:
+                        if ctx.n_past(run.fork) + 1 >= ctx.n_ctx or sum(map(len, ctx._seqs)) + len(steps) >= ctx.n_ctx:
+                            run.end(AnswerStatus.INCOMPLETE, "context")
+                        else:
+                            steps.append((token, run.fork))
+                active = [r for r in active if r.status is None]
+                steps = [s for s in steps if any(r.fork == s[1] for r in active)]
+                if not steps:
+                    break
+                ctx.decode_steps(steps)
+                serial = ctx._decode_serial
+                for i, (_, f) in enumerate(steps):
+                    rows[f] = i
+                    self._ready[f] = (serial, i)
+            for run in runs:
+                for out in self._finish(run):
+                    yield run.fork, out
+        finally:
+            for run in runs:
+                if run.owns_sampler:
+                    run.sampler.close()
+            answers[:] = [self._answer(r) for r in runs]
+
+    def _refresh_rows(self, forks: list[int]) -> dict[int, int]:
+        """Re-decode the last token of every fork in one batch so that all have logits together."""
+        ctx = self.ctx
+        last = [(ctx.tokens(f)[-1], f) for f in forks]
+        for _, f in last:
+            ctx.truncate(Pos(ctx.n_past(f) - 1, f))
+        ctx.decode_steps(last)
+        for i, (_, f) in enumerate(last):
+            self._ready[f] = (ctx._decode_serial, i)
+        return {f: i for i, (_, f) in enumerate(last)}
+
+    def _emit(self, run: _Run, data: bytes) -> Iterator[str]:
+        text = run.decoder.feed(data)
+        if not text:
+            return
+        safe = run.stops.feed(text)
+        if run.stops.matched is not None:
+            run.end(AnswerStatus.COMPLETE, "stop")
+        if not run.brakes:
+            if safe:
+                run.text.append(safe)
+                yield safe
+            return
+        if not safe:
+            return
+        so_far = "".join(run.text)
+        verdict = Brake.CONTINUE
+        for brake in run.brakes:
+            verdict = brake(so_far + "".join(run.delayed) + safe, safe, len(run.tokens), run.fork)
+            if verdict is not Brake.CONTINUE:
+                break
+        if verdict is Brake.DELAY:
+            run.delayed.append(safe)
+            return
+        if verdict in (Brake.CONTINUE, Brake.FINISH):
+            out = "".join(run.delayed) + safe
+            run.delayed.clear()
+            run.text.append(out)
+            yield out
+            if verdict is Brake.FINISH:
+                run.end(AnswerStatus.COMPLETE, "stop")
+            return
+        run.delayed.clear()
+        if verdict is Brake.NEXT:
+            run.end(AnswerStatus.COMPLETE, "stop")
+        else:
+            run.end(AnswerStatus.PARTIAL, "stop")
+            run.status = Brake.STOP  # type: ignore[assignment]  # marker read by the loop, fixed in _answer
+
+    def _finish(self, run: _Run) -> Iterator[str]:
+        tail = run.decoder.flush()
+        if tail and run.stops.matched is None:
+            safe = run.stops.feed(tail)
+            if safe:
+                run.text.append(safe)
+                yield safe
+        rest = run.stops.flush()
+        if run.delayed and run.status is not Brake.STOP:
+            rest = "".join(run.delayed) + rest
+            run.delayed.clear()
+        if rest:
+            run.text.append(rest)
+            yield rest
+
+    def _answer(self, run: _Run) -> Answer:
+        status = run.status
+        if status is Brake.STOP or status is None:
+            status = AnswerStatus.PARTIAL
+        text = "".join(run.text)
+        thinking = None
+        if self.formatter is not None:
+            from .chat import split_thinking
+
+            thinking, text = split_thinking(text, self.formatter)
+        return Answer(text, status, run.fork, run.tokens, run.finish_reason, thinking, run.stops.matched)
+
+    # -- branching ------------------------------------------------------------------------------------
+    def save(self) -> Checkpoint:
+        """Remember the cache (each fork's length; a full dump where the context cannot truncate)."""
+        ctx = self.ctx
+        lengths = tuple(ctx.n_past(f) for f in range(ctx.n_seq_max))
+        if ctx.edit_level is EditLevel.DUMP_RESTORE:
+            return Checkpoint(lengths, ctx.dump())
+        return Checkpoint(lengths)
+
+    def rollback(self, checkpoint: Checkpoint) -> None:
+        """Return to ``checkpoint``: forks are truncated back (or the dump restored); samplers restart."""
+        ctx = self.ctx
+        if checkpoint.state is not None:
+            ctx.restore(checkpoint.state)
+        else:
+            for fork, n in enumerate(checkpoint.lengths):
+                if ctx.n_past(fork) < n:
+                    raise ValueError(f"fork {fork} holds {ctx.n_past(fork)} tokens, fewer than the checkpoint's {n}: "
+                                     "it was edited below the checkpoint, which can no longer be restored")
+                ctx.truncate(Pos(n, fork))
+        self._ready.clear()
+        self.reset_sampler()
