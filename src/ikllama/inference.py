@@ -8,6 +8,7 @@ else is plain Python on short strings (scripts/bench.py measures what it costs).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -129,6 +130,35 @@ class SimpleInference:
         self._ready[fork_id] = (ctx._decode_serial, len(chunk) - 1)
         return len(tokens)
 
+    def prefill_many(self, prompts: dict[int, str | Sequence[int]]) -> None:
+        """Prefill several forks ({fork_id: text or tokens}) packed into as few decodes as possible.
+
+        Forks whose last token lands in the final decode are ready at once; the others get their
+        last token decoded again when generation starts (one token each).
+        """
+        ctx = self.ctx
+        work = []
+        for fork, prompt in prompts.items():
+            tokens = self.tokenize(prompt, fork) if isinstance(prompt, str) else [int(t) for t in prompt]
+            if not tokens:
+                raise ValueError(f"the prompt of fork {fork} is empty")
+            work.extend((t, ctx.n_past(fork) + i, fork, i == len(tokens) - 1) for i, t in enumerate(tokens))
+        starts = {fork: ctx.n_past(fork) for fork in prompts}
+        try:
+            for i in range(0, len(work), ctx.n_batch):
+                chunk = work[i:i + ctx.n_batch]
+                batch = ctx.new_batch(len(chunk))
+                for token, pos, fork, last in chunk:
+                    batch.add(token, Pos(pos, fork), logits=last)
+                ctx.decode(batch)
+                for row, (_, _, fork, last) in enumerate(chunk):
+                    if last:
+                        self._ready[fork] = (ctx._decode_serial, row)
+        except BaseException:
+            for fork, start in starts.items():
+                ctx.truncate(Pos(start, fork))
+            raise
+
     def _logits_row(self, fork: int) -> int:
         """The output row holding ``fork``'s next-token logits, re-decoding its last token if stale."""
         ctx = self.ctx
@@ -147,11 +177,19 @@ class SimpleInference:
     # -- samplers -------------------------------------------------------------------------------------
     def _sampler(self, fork: int, sampling: SamplerConfig | None) -> tuple[Sampler, bool]:
         if sampling is not None and sampling is not self.sampling:
-            return Sampler.create(sampling, self.ctx.model), True
+            return Sampler.create(self._fork_config(sampling, fork), self.ctx.model), True
         sampler = self._samplers.get(fork)
         if sampler is None:
-            sampler = self._samplers[fork] = Sampler.create(self.sampling, self.ctx.model)
+            sampler = self._samplers[fork] = Sampler.create(self._fork_config(self.sampling, fork), self.ctx.model)
         return sampler, False
+
+    @staticmethod
+    def _fork_config(config: SamplerConfig, fork: int) -> SamplerConfig:
+        """Fork 0 uses the seed as given; other forks a seed derived from it, so that forks sampled
+        from one prompt give different answers, reproducibly."""
+        if config.seed is None or fork == 0:
+            return config
+        return dataclasses.replace(config, seed=(config.seed + fork * 0x9E3779B97F4A7C15) % (1 << 64))
 
     def reset_sampler(self, fork_id: int | None = None) -> None:
         """Forget the penalty history and grammar state of one fork (or all)."""
@@ -174,15 +212,16 @@ class SimpleInference:
     # -- generation -----------------------------------------------------------------------------------
     def generate(self, max_tokens: int = 256, fork_id: int = 0, *, stop: Iterable[str] = (),
                  brakes: Iterable[BrakeFn] = (), sampling: SamplerConfig | None = None,
-                 stream: bool = False) -> Answer | TextStream:
+                 stream: bool = False, ignore_eos: bool = False) -> Answer | TextStream:
         """Generate after what ``fork_id`` holds (prefill first). Returns the :class:`Answer`, or with
         ``stream=True`` a :class:`TextStream` of text pieces whose ``answer`` is set at the end.
 
         Stops at an end-of-generation token, a stop string (never part of the text), ``max_tokens``,
-        a brake, or a full context.
+        a brake, or a full context. ``ignore_eos`` generates through end-of-generation tokens
+        (benchmarks, llama.cpp's ``--ignore-eos``).
         """
         s = self.generate_parallel([fork_id], max_tokens, stop=stop, brakes=brakes, sampling=sampling,
-                                   stream=True)
+                                   stream=True, ignore_eos=ignore_eos)
         if stream:
             return s
         for _ in s.with_forks():
@@ -191,7 +230,7 @@ class SimpleInference:
 
     def generate_parallel(self, fork_ids: Sequence[int], max_tokens: int = 256, *, stop: Iterable[str] = (),
                           brakes: Iterable[BrakeFn] = (), sampling: SamplerConfig | None = None,
-                          stream: bool = False) -> list[Answer] | TextStream:
+                          stream: bool = False, ignore_eos: bool = False) -> list[Answer] | TextStream:
         """Generate for several prefilled forks at once: one decode per step carries one token of every
         fork still running; each fork has its own sampler and stop conditions.
 
@@ -213,7 +252,7 @@ class SimpleInference:
         if sampling is not None:
             sampling.validate(self.ctx.n_vocab)
         answers: list[Answer] = []
-        gen = self._loop(forks, max_tokens, stop, brakes, sampling, answers)
+        gen = self._loop(forks, max_tokens, stop, brakes, sampling, answers, ignore_eos)
         s = TextStream(gen, answers)
         if stream:
             return s
@@ -228,7 +267,8 @@ class SimpleInference:
         return piece
 
     def _loop(self, forks: list[int], max_tokens: int, stop: list[str], brakes: list[BrakeFn],
-              sampling: SamplerConfig | None, answers: list[Answer]) -> Iterator[tuple[int, str]]:
+              sampling: SamplerConfig | None, answers: list[Answer],
+              ignore_eos: bool = False) -> Iterator[tuple[int, str]]:
         ctx = self.ctx
         runs = []
         for f in forks:
@@ -248,7 +288,7 @@ class SimpleInference:
                     except GrammarError:
                         run.end(AnswerStatus.INCOMPLETE, "grammar")
                         continue
-                    if vocab.is_eog(token):
+                    if not ignore_eos and vocab.is_eog(token):
                         run.end(AnswerStatus.COMPLETE, "stop")
                         continue
                     run.tokens.append(token)

@@ -96,10 +96,16 @@ class Model(NativeHandle):
         return cls(ffi.gc(ptr, lib.llama_free_model), path, config)
 
     # -- lifetime ---------------------------------------------------------------------------------
-    def _attach(self, context: Any) -> Any:
-        """Register a new context; returns the raw pointer it may use. Refused once closing."""
+    def _attach(self, context: Any, while_closing: bool = False) -> Any:
+        """Register a new user (context or sampler); returns the raw pointer it may use.
+
+        Refused once closing, unless ``while_closing`` and an open user still keeps the weights
+        (a sampler for a context that outlives ``Model.close()``).
+        """
         with self._lock:
-            if self._closing or self._h is None:
+            alive = self._h is not None and (not self._closing or (while_closing and any(
+                not c.closed for c in self._contexts)))
+            if not alive:
                 raise ClosedError("this model is closed; load it again to build new contexts")
             self._contexts.add(context)
             return self._h

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import _log
 from ._handle import NativeHandle
 from ._lib import ffi, lib
-from .errors import DecodeError, with_native
+from .errors import ClosedError, DecodeError, with_native
 
 if TYPE_CHECKING:
     from .context import Context
@@ -197,10 +197,7 @@ class Sampler(NativeHandle):
         self.config = config
         self.model = model
         self.seed = seed
-        self._plain_greedy = config.is_greedy and not (config.logit_bias or config.grammar or config.dry_multiplier
-                                                       or (config.penalty_last_n and (
-                                                           config.repeat_penalty != 1 or config.frequency_penalty
-                                                           or config.presence_penalty)))
+
 
     @classmethod
     def create(cls, config: SamplerConfig, model: Model) -> Sampler:
@@ -209,7 +206,9 @@ class Sampler(NativeHandle):
         Raises ValueError naming the field for invalid settings, GBNF parse errors included.
         """
         config.validate(model.n_vocab)
-        vocab = model._vocab_ptr()
+        if model._h is None:
+            raise ClosedError("this model is closed; load it again")
+        vocab = model._vocab  # valid while the model or any of its contexts is open (checked in _adopt)
         seed = _new_seed() if config.seed is None else config.seed
         grammar = ffi.NULL
         if config.grammar is not None:
@@ -242,7 +241,7 @@ class Sampler(NativeHandle):
         # weights are freed only after the last sampler closes.
         sampler = cls(ffi.gc(ptr, lib.ikl_sampler_free), config, model, seed)
         try:
-            model._attach(sampler)
+            model._attach(sampler, while_closing=True)
         except BaseException:
             ffi.release(sampler._h)
             raise

@@ -21,6 +21,7 @@ struct ikl_sampler {
     int32_t * bias_ids;
     float * bias_values;
     int32_t n_bias;
+    float * scratch;            /* n_vocab floats: greedy with only a logit bias works on a biased copy */
     /* Accepted tokens, oldest first: the last `keep` are always at hist[hist_len - keep, hist_len).
      * Twice the room, compacted when full, keeps appends O(1) and the tail contiguous for ik. */
     int32_t * hist;
@@ -96,7 +97,8 @@ struct ikl_sampler * ikl_sampler_new(const ikl_sampler_params * params, const st
     s->bias_values = malloc(sizeof(float) * (size_t) (n_bias > 0 ? n_bias : 1));
     s->hist = malloc(sizeof(int32_t) * (size_t) s->hist_cap);
     s->dry_breakers = calloc((size_t) (n_dry_breakers > 0 ? n_dry_breakers : 1), sizeof(char *));
-    bool ok = s->cand && s->bias_ids && s->bias_values && s->hist && s->dry_breakers;
+    s->scratch = n_bias > 0 ? malloc(sizeof(float) * (size_t) n_vocab) : NULL;
+    bool ok = s->cand && s->bias_ids && s->bias_values && s->hist && s->dry_breakers && (n_bias == 0 || s->scratch);
     for (int32_t i = 0; ok && i < n_dry_breakers; ++i) {
         s->dry_breakers[i] = strdup(dry_breakers[i]);
         s->n_dry_breakers = i + 1;
@@ -125,7 +127,7 @@ void ikl_sampler_free(struct ikl_sampler * s) {
     if (s->adaptive) ikl_adaptive_p_free(s->adaptive);
     for (int32_t i = 0; s->dry_breakers && i < s->n_dry_breakers; ++i) free(s->dry_breakers[i]);
     free(s->dry_breakers);
-    free(s->cand); free(s->bias_ids); free(s->bias_values); free(s->hist);
+    free(s->cand); free(s->bias_ids); free(s->bias_values); free(s->hist); free(s->scratch);
     free(s);
 }
 
@@ -159,14 +161,31 @@ void ikl_sampler_reset(struct ikl_sampler * s, uint64_t seed) {
         s->grammar = llama_grammar_copy(s->grammar_start);
     }
     if (s->dry) llama_sampler_dry_reset(s->dry);
+    if (s->adaptive) {  /* its history and RNG start over too: same seed, same draws */
+        struct llama_sampler_adaptive_p * fresh = llama_init_adaptive_p(s->n_vocab, s->p.adaptive_target,
+                                                                        s->p.adaptive_decay, false,
+                                                                        (uint32_t) seed);
+        if (fresh) {
+            ikl_adaptive_p_free(s->adaptive);
+            s->adaptive = fresh;
+        }
+    }
     rng_seed(s->rng, seed);
 }
 
+/* Greedy with nothing but (perhaps) a logit bias: no candidate array needed. */
 static bool plain_greedy(const struct ikl_sampler * s) {
     const ikl_sampler_params * p = &s->p;
     bool penalties = p->penalty_last_n > 0 &&
         (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f);
-    return p->temperature <= 0.0f && s->n_bias == 0 && !penalties && !s->dry && !s->grammar;
+    return p->temperature <= 0.0f && !penalties && !s->dry && !s->grammar;
+}
+
+static int32_t greedy_biased(struct ikl_sampler * s, const float * logits) {
+    if (s->n_bias == 0) return ikl_argmax(logits, s->n_vocab);
+    memcpy(s->scratch, logits, sizeof(float) * (size_t) s->n_vocab);
+    for (int32_t i = 0; i < s->n_bias; ++i) s->scratch[s->bias_ids[i]] += s->bias_values[i];
+    return ikl_argmax(s->scratch, s->n_vocab);
 }
 
 /* Candidates from the logits with bias, penalties and DRY applied. */
@@ -277,7 +296,7 @@ static bool grammar_allows(struct ikl_sampler * s, struct llama_context * ctx, i
 int32_t ikl_sampler_sample(struct ikl_sampler * s, struct llama_context * ctx, int32_t idx) {
     const float * logits = llama_get_logits_ith(ctx, idx);
     if (logits == NULL) return IKL_NO_LOGITS;
-    if (plain_greedy(s)) return ikl_argmax(logits, s->n_vocab);
+    if (plain_greedy(s)) return greedy_biased(s, logits);
     uint64_t rng_before[4];
     memcpy(rng_before, s->rng, sizeof rng_before);
     llama_token_data_array arr = prepare(s, ctx, logits);
