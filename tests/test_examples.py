@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +11,9 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run(script: str, *args: str) -> str:
+def run(script: str, *args: str, stdin: str | None = None) -> str:
     out = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
-                         timeout=300)
+                         timeout=300, input=stdin)
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -60,3 +62,56 @@ def test_kv_quant_report_runs(tmp_path):
     assert "| F16 / F16 | off |" in text and "| Q4_0 / Q4_0 | K+V |" in text
     assert "unsupported on this backend" in text
     assert (tmp_path / "kv_quant_smollm2-135m.png").stat().st_size > 10_000
+
+
+def test_chat_example_turns(smollm_path):
+    out = run("chat.py", "--model", str(smollm_path), "-n", "16", "--prompt", "What is the capital of France?",
+              "--prompt", "And of Italy?")
+    lines = out.splitlines()
+    assert lines[0] == "user: What is the capital of France?" and lines[1].startswith("assistant: ")
+    assert "Paris" in lines[1]
+    assert "user: And of Italy?" in lines and "Rome" in out.split("user: And of Italy?")[1]
+
+
+def test_chat_example_repl_reads_stdin(smollm_path):
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "chat.py"), "--model", str(smollm_path), "-n", "8"],
+                          input="What is the capital of France?\n/reset\nHi\n/quit\nnever asked\n",
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.count("assistant: ") == 2 and "(conversation reset)" in out and "never asked" not in out
+    assert "Paris" in out.split("(conversation reset)")[0]
+    assert "(2 messages in the conversation)" in proc.stderr  # the reset forgot the first exchange
+
+
+def test_stream_example(smollm_path):
+    for api in ("llm", "inference"):
+        proc = subprocess.run([sys.executable, str(EXAMPLES / "stream.py"), "--model", str(smollm_path), "--api",
+                               api, "-n", "8", "--prompt", "The capital of France is"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("The capital of France is Paris"), (api, proc.stdout)
+        assert "finish_reason=length" in proc.stderr
+    assert "8 tokens, finish_reason=length" in proc.stderr
+
+
+def test_json_output_example(smollm_path):
+    city = json.loads(run("json_output.py", "--model", str(smollm_path)))
+    assert set(city) == {"name", "country", "population", "landmarks", "is_capital"}
+    assert isinstance(city["population"], int) and isinstance(city["is_capital"], bool)
+    assert 1 <= len(city["landmarks"]) <= 3 and all(isinstance(x, str) for x in city["landmarks"])
+    assert "Paris" in city["name"]
+    city = json.loads(run("json_output.py", "--model", str(smollm_path), "--question", "Describe Tokyo.",
+                          "--temperature", "1.0", "--seed", "3"))
+    assert isinstance(city["name"], str) and len(city["name"]) <= 40
+
+
+def test_parallel_example(smollm_path):
+    out = run("parallel.py", "--model", str(smollm_path), "-n", "6")
+    lines = out.splitlines()
+    assert [line[:4] for line in lines[:4]] == ["[0] ", "[1] ", "[2] ", "[3] "]
+    assert lines[0].startswith("[0] The capital of France is Paris")
+    m = re.search(r"4 prompts \| prefill [0-9.]+ s \| generated (\d+) tokens in [0-9.]+ s: ([0-9.]+) tokens/s", out)
+    assert m and 4 <= int(m.group(1)) <= 24 and float(m.group(2)) > 0
+    out = run("parallel.py", "--model", str(smollm_path), "-n", "4", "--prompt", "One, two,", "--prompt", "A, B,")
+    assert out.splitlines()[0].startswith("[0] One, two,") and "2 prompts" in out

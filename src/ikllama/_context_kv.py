@@ -54,7 +54,7 @@ class KvEditMixin:
         if not lib.llama_kv_cache_seq_rm(self._h, fork_id, -1, -1):
             raise ContextError(f"ik refused to remove fork {fork_id}")
         self._seqs[fork_id].clear()
-        self._outputs = []
+        self._forget_rows(fork_id, 0)
         self._forget_samplers([fork_id])
 
     def _forget_samplers(self, forks: Any) -> None:
@@ -81,7 +81,7 @@ class KvEditMixin:
         lib.llama_kv_cache_seq_rm(self._h, dst, -1, -1)
         lib.llama_kv_cache_seq_cp(self._h, src, dst, -1, -1)
         self._seqs[dst] = list(self._seqs[src])
-        self._outputs = []
+        self._forget_rows(dst, 0)
         self._forget_samplers([dst])
 
     @exclusive
@@ -92,8 +92,13 @@ class KvEditMixin:
             if not lib.llama_kv_cache_seq_rm(self._h, pos.fork_id, pos.token_pos, -1):
                 raise ContextError(f"ik refused to truncate fork {pos.fork_id} at {pos.token_pos}")
             del seq[pos.token_pos:]
-            self._outputs = []
+            self._forget_rows(pos.fork_id, pos.token_pos)
         return Pos(len(seq), pos.fork_id)
+
+    def _forget_rows(self, fork: int, from_pos: int) -> None:
+        """Output rows of removed tokens have no logits any more; other rows keep theirs."""
+        forks, positions = self._row_forks, self._row_pos  # type: ignore[attr-defined]
+        self._outputs = [r for r in self._outputs if forks.get(r) != fork or positions.get(r, 0) < from_pos]
 
     @exclusive
     def cut(self, start_pos: Pos, end_pos: Pos, reencode: bool = True) -> Pos:

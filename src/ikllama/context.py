@@ -117,6 +117,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         self._cand = ffi.new("llama_token_data[]", self.n_vocab)
         self._decode_serial = 0  # bumped by every successful decode: tells callers whether logits are fresh
         self._row_forks: dict[int, int] = {}  # output row -> fork of the last decode
+        self._row_pos: dict[int, int] = {}  # output row -> position of its token
         self._samplers: dict[int, Any] = {}  # fork -> Sampler, when built with_sampling
         raw = ffi.new("struct llama_batch *", lib.llama_batch_init(config.n_seq_max, 0, 1))
         self._steps = ffi.gc(raw, lambda b: lib.llama_batch_free(b[0]))  # one token per fork, all with logits
@@ -263,6 +264,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         self._decode_raw(batch._struct(), entries)
         self._outputs = batch._output_rows()
         self._row_forks = {row: entries[row][2] for row in self._outputs}
+        self._row_pos = {row: entries[row][1] for row in self._outputs}
 
     @exclusive
     def decode_steps(self, steps: list[tuple[int, int]]) -> None:
@@ -296,6 +298,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         self._decode_raw(b, entries)
         self._outputs = list(range(n))
         self._row_forks = {i: f for i, (_, f) in enumerate(steps)}
+        self._row_pos = {i: p for i, (_, p, _) in enumerate(entries)}
 
     def _check_output(self, logit_idx: int) -> None:
         if logit_idx not in self._outputs:

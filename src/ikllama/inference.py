@@ -9,6 +9,7 @@ else is plain Python on short strings (scripts/bench.py measures what it costs).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from .batch import Pos
 from .enums import EditLevel
 from .errors import KvCacheFullError
 from .sampling import GrammarError, Sampler, SamplerConfig
+from .speculative import SpeculativeSession
 from .streaming import Utf8Decoder
 
 if TYPE_CHECKING:
@@ -88,8 +90,10 @@ class SimpleInference:
     ``reset_sampler(fork)`` starts it over.
     """
 
-    def __init__(self, context: Context, sampling: SamplerConfig | None = None, formatter: Any = None):
+    def __init__(self, context: Context, sampling: SamplerConfig | None = None, formatter: Any = None,
+                 speculative: SpeculativeSession | None = None):
         self.ctx = context
+        self.speculative = speculative  # default session of generate(); also told about every prefill
         self.sampling = sampling or context.config.sampling or GREEDY
         self.sampling.validate(context.n_vocab)
         self.formatter = formatter
@@ -124,6 +128,8 @@ class SimpleInference:
                 batch = ctx.new_batch(len(chunk))
                 batch.add_sequence(chunk, Pos(start + i, fork_id))
                 ctx.decode(batch)
+                if self.speculative is not None:
+                    self.speculative.prefilled(ctx, fork_id, start + i, len(chunk))
         except BaseException:
             ctx.truncate(Pos(start, fork_id))
             raise
@@ -212,16 +218,19 @@ class SimpleInference:
     # -- generation -----------------------------------------------------------------------------------
     def generate(self, max_tokens: int = 256, fork_id: int = 0, *, stop: Iterable[str] = (),
                  brakes: Iterable[BrakeFn] = (), sampling: SamplerConfig | None = None,
-                 stream: bool = False, ignore_eos: bool = False) -> Answer | TextStream:
+                 stream: bool = False, ignore_eos: bool = False,
+                 speculative: SpeculativeSession | None = None) -> Answer | TextStream:
         """Generate after what ``fork_id`` holds (prefill first). Returns the :class:`Answer`, or with
         ``stream=True`` a :class:`TextStream` of text pieces whose ``answer`` is set at the end.
 
         Stops at an end-of-generation token, a stop string (never part of the text), ``max_tokens``,
         a brake, or a full context. ``ignore_eos`` generates through end-of-generation tokens
-        (benchmarks, llama.cpp's ``--ignore-eos``).
+        (benchmarks, llama.cpp's ``--ignore-eos``). ``speculative`` (a session from
+        :mod:`ikllama.speculative` or :class:`ikllama.MtpSession`) verifies drafted tokens in one
+        batch; the output is the same as without it.
         """
         s = self.generate_parallel([fork_id], max_tokens, stop=stop, brakes=brakes, sampling=sampling,
-                                   stream=True, ignore_eos=ignore_eos)
+                                   stream=True, ignore_eos=ignore_eos, speculative=speculative)
         if stream:
             return s
         for _ in s.with_forks():
@@ -230,7 +239,8 @@ class SimpleInference:
 
     def generate_parallel(self, fork_ids: Sequence[int], max_tokens: int = 256, *, stop: Iterable[str] = (),
                           brakes: Iterable[BrakeFn] = (), sampling: SamplerConfig | None = None,
-                          stream: bool = False, ignore_eos: bool = False) -> list[Answer] | TextStream:
+                          stream: bool = False, ignore_eos: bool = False,
+                          speculative: SpeculativeSession | None = None) -> list[Answer] | TextStream:
         """Generate for several prefilled forks at once: one decode per step carries one token of every
         fork still running; each fork has its own sampler and stop conditions.
 
@@ -252,7 +262,10 @@ class SimpleInference:
         if sampling is not None:
             sampling.validate(self.ctx.n_vocab)
         answers: list[Answer] = []
-        gen = self._loop(forks, max_tokens, stop, brakes, sampling, answers, ignore_eos)
+        speculative = speculative if speculative is not None else self.speculative
+        if speculative is not None:
+            speculative.attach(self.ctx)
+        gen = self._loop(forks, max_tokens, stop, brakes, sampling, answers, ignore_eos, speculative)
         s = TextStream(gen, answers)
         if stream:
             return s
@@ -267,60 +280,120 @@ class SimpleInference:
         return piece
 
     def _loop(self, forks: list[int], max_tokens: int, stop: list[str], brakes: list[BrakeFn],
-              sampling: SamplerConfig | None, answers: list[Answer],
-              ignore_eos: bool = False) -> Iterator[tuple[int, str]]:
+              sampling: SamplerConfig | None, answers: list[Answer], ignore_eos: bool = False,
+              speculative: SpeculativeSession | None = None) -> Iterator[tuple[int, str]]:
         ctx = self.ctx
         runs = []
         for f in forks:
             sampler, owned = self._sampler(f, sampling)
             runs.append(_Run(f, sampler, max_tokens, stop, brakes, owned))
-        rows = {r.fork: self._logits_row(r.fork) for r in runs}
+        first = {r.fork: self._logits_row(r.fork) for r in runs}
         if len(runs) > 1 and len({self._ready[r.fork][0] for r in runs}) > 1:
-            rows = self._refresh_rows([r.fork for r in runs])
+            first = self._refresh_rows([r.fork for r in runs])
+        # Per fork: the output rows to sample from, the drafts they verify, the position of row 0.
+        rows = {f: [row] for f, row in first.items()}
+        drafts: dict[int, list[int]] = {f: [] for f in first}
+        starts = {f: ctx.n_past(f) - 1 for f in first}
         vocab = ctx.vocab
+        stats = speculative.stats if speculative is not None else None
+        t_start = time.perf_counter()
         try:
             active = runs
             while active:
                 steps = []
                 for run in active:
-                    try:
-                        token = run.sampler.sample(ctx, rows[run.fork])
-                    except GrammarError:
-                        run.end(AnswerStatus.INCOMPLETE, "grammar")
-                        continue
-                    if not ignore_eos and vocab.is_eog(token):
-                        run.end(AnswerStatus.COMPLETE, "stop")
-                        continue
-                    run.tokens.append(token)
-                    for out in self._emit(run, self._piece(token)):
-                        yield run.fork, out
-                    if run.status is Brake.STOP:  # a STOP brake ends every fork
-                        for other in runs:
-                            other.end(AnswerStatus.PARTIAL, "stop")
-                    if run.status is None and len(run.tokens) >= run.max_tokens:
-                        run.end(AnswerStatus.PARTIAL, "length")
+                    f = run.fork
+                    accepted, token = 0, None
+                    for i, row in enumerate(rows[f]):
+                        try:
+                            token = run.sampler.sample(ctx, row)
+                        except GrammarError:
+                            run.end(AnswerStatus.INCOMPLETE, "grammar")
+                            break
+                        if not ignore_eos and vocab.is_eog(token):
+                            run.end(AnswerStatus.COMPLETE, "stop")
+                            break
+                        run.tokens.append(token)
+                        for out in self._emit(run, self._piece(token)):
+                            yield f, out
+                        if run.status is Brake.STOP:  # a STOP brake ends every fork
+                            for other in runs:
+                                other.end(AnswerStatus.PARTIAL, "stop")
+                        if run.status is None and len(run.tokens) >= run.max_tokens:
+                            run.end(AnswerStatus.PARTIAL, "length")
+                        if run.status is not None:
+                            break
+                        if i < len(drafts[f]) and token == drafts[f][i]:
+                            accepted += 1
+                            continue
+                        break
+                    kept = 1 + accepted
+                    if len(rows[f]) > kept:  # drop the rejected drafts from the cache
+                        ctx.truncate(Pos(starts[f] + kept, f))
+                    self._ready[f] = (ctx._decode_serial, rows[f][kept - 1])
+                    if speculative is not None and drafts[f]:
+                        stats.drafted += len(drafts[f])  # type: ignore[union-attr]
+                        stats.accepted += accepted  # type: ignore[union-attr]
+                        speculative.verified(ctx, f, starts[f], rows[f], kept)
                     if run.status is None:
-                        if ctx.n_past(run.fork) + 1 >= ctx.n_ctx or sum(map(len, ctx._seqs)) + len(steps) >= ctx.n_ctx:
+                        if ctx.n_past(f) + 1 >= ctx.n_ctx or sum(map(len, ctx._seqs)) + len(steps) >= ctx.n_ctx:
                             run.end(AnswerStatus.INCOMPLETE, "context")
                         else:
-                            steps.append((token, run.fork))
+                            steps.append((token, f))
                 active = [r for r in active if r.status is None]
                 steps = [s for s in steps if any(r.fork == s[1] for r in active)]
                 if not steps:
                     break
-                ctx.decode_steps(steps)
-                serial = ctx._decode_serial
-                for i, (_, f) in enumerate(steps):
-                    rows[f] = i
-                    self._ready[f] = (serial, i)
-            for run in runs:
-                for out in self._finish(run):
-                    yield run.fork, out
+                self._decode_next(steps, runs, rows, drafts, starts, speculative)
         finally:
+            if stats is not None:
+                stats.generated += sum(len(r.tokens) for r in runs)
+                stats.seconds += time.perf_counter() - t_start
             for run in runs:
                 if run.owns_sampler:
                     run.sampler.close()
             answers[:] = [self._answer(r) for r in runs]
+        for run in runs:
+            for out in self._finish(run):
+                yield run.fork, out
+        answers[:] = [self._answer(r) for r in runs]
+
+    def _decode_next(self, steps: list[tuple[int, int]], runs: list[_Run], rows: dict[int, list[int]],
+                     drafts: dict[int, list[int]], starts: dict[int, int],
+                     speculative: SpeculativeSession | None) -> None:
+        """Decode each fork's next token, plus the session's drafts after it, in one batch."""
+        ctx = self.ctx
+        for token, f in steps:
+            starts[f] = ctx.n_past(f)
+            drafts[f] = []
+        if speculative is not None:
+            free = ctx.n_ctx - sum(map(len, ctx._seqs)) - len(steps)
+            left = {r.fork: r.max_tokens - len(r.tokens) - 1 for r in runs}
+            for token, f in steps:
+                limit = min(left[f], ctx.n_ctx - starts[f] - 2, free, ctx.n_batch - len(steps) -
+                            sum(map(len, drafts.values())))
+                d = speculative.draft(ctx, f, token, limit) if limit > 0 else []
+                d = d[:max(0, limit)]
+                drafts[f] = d if len(d) >= max(1, speculative.n_min) else []
+                free -= len(drafts[f])
+            speculative.stats.batches += 1
+        if not any(drafts[f] for _, f in steps):
+            ctx.decode_steps(steps)
+            for i, (_, f) in enumerate(steps):
+                rows[f] = [i]
+        else:
+            batch = ctx.new_batch(sum(1 + len(drafts[f]) for _, f in steps))
+            row = 0
+            for token, f in steps:
+                seq = [token, *drafts[f]]
+                for k, t in enumerate(seq):
+                    batch.add(t, Pos(starts[f] + k, f), logits=True)
+                rows[f] = list(range(row, row + len(seq)))
+                row += len(seq)
+            ctx.decode(batch)
+        serial = ctx._decode_serial
+        for _, f in steps:
+            self._ready[f] = (serial, rows[f][0])
 
     def _refresh_rows(self, forks: list[int]) -> dict[int, int]:
         """Re-decode the last token of every fork in one batch so that all have logits together."""
