@@ -60,6 +60,11 @@ _EXPORTS = {
     "embed": "embeddings",
     "json_schema_to_gbnf": "json_grammar",
     "JSON_GBNF": "json_grammar",
+    "MtpSession": "mtp",
+    "DraftModelSession": "speculative",
+    "PromptLookupSession": "speculative",
+    "SpeculativeStats": "speculative",
+    "IncrementalPrefill": "incremental",
     "IkLlamaError": "errors",
     "ModelLoadError": "errors",
     "ModelFetchError": "errors",
@@ -100,7 +105,10 @@ if TYPE_CHECKING:
     from .embeddings import Embedder, embed
     from .inference import Checkpoint, SimpleInference, TextStream
     from .json_grammar import JSON_GBNF, json_schema_to_gbnf
+    from .incremental import IncrementalPrefill
     from .llm import LLM
+    from .mtp import MtpSession
+    from .speculative import DraftModelSession, PromptLookupSession, SpeculativeStats
     from .oracle import SimpleOracle
     from .sampling import GrammarError, Sampler, SamplerConfig
     from .batch import Batch, Pos, Token

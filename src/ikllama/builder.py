@@ -65,6 +65,7 @@ class ContextConfig:
     sampler: BasicSampler = BasicSampler()
     sampling: SamplerConfig | None = None
     mtp: bool = False
+    mtp_op: int = 0  # llama_mtp_op_type of an MTP-side context (ikllama.mtp builds those)
 
     def validate(self) -> None:
         """Raise ValueError naming the field that is out of range."""

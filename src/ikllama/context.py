@@ -92,6 +92,7 @@ def _context_params(config: ContextConfig, abort_flag: Any) -> Any:
     p.attn_max_batch = config.attn_max_batch
     p.fused_moe_up_gate = config.fused_moe
     p.mtp = config.mtp
+    p.mtp_op_type = config.mtp_op
     p.abort_callback = ffi.addressof(lib, "ikl_abort_flag_cb")
     p.abort_callback_data = abort_flag
     return p
@@ -149,6 +150,13 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
                                              f"does not divide this model's head size {dim}. Fix: pick another type.")
         if config.mtp and model.architecture != "glm4moe":
             raise UnsupportedConfigError(f"MTP runs only for glm4moe models in ik; this one is {model.architecture!r}")
+        # ik asserts in llama_decode (src/llama.cpp:4095, 4139) on these combinations: refuse them here.
+        if model.config.mtp and not config.mtp:
+            raise UnsupportedConfigError("this model was loaded with ModelConfig(mtp=True): ik decodes it only in "
+                                         "MTP contexts. Fix: build with with_mtp(True), or load it without mtp.")
+        if model.n_nextn_layer > 0 and config.embeddings and not config.mtp:
+            raise UnsupportedConfigError("ik cannot extract embeddings from a model with NextN (MTP) layers outside "
+                                         "an MTP context. Fix: build with with_mtp(True) (embeddings come with it).")
         abort_flag = ffi.new("int *")
         params = _context_params(config, abort_flag)
         model_ptr = model._ptr()

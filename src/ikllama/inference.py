@@ -294,6 +294,7 @@ class SimpleInference:
         rows = {f: [row] for f, row in first.items()}
         drafts: dict[int, list[int]] = {f: [] for f in first}
         starts = {f: ctx.n_past(f) - 1 for f in first}
+        fresh: set[int] = set()  # forks whose rows come from this loop's own decodes (not the prefill)
         vocab = ctx.vocab
         stats = speculative.stats if speculative is not None else None
         t_start = time.perf_counter()
@@ -331,7 +332,7 @@ class SimpleInference:
                     if len(rows[f]) > kept:  # drop the rejected drafts from the cache
                         ctx.truncate(Pos(starts[f] + kept, f))
                     self._ready[f] = (ctx._decode_serial, rows[f][kept - 1])
-                    if speculative is not None and drafts[f]:
+                    if speculative is not None and f in fresh:
                         stats.drafted += len(drafts[f])  # type: ignore[union-attr]
                         stats.accepted += accepted  # type: ignore[union-attr]
                         speculative.verified(ctx, f, starts[f], rows[f], kept)
@@ -345,6 +346,7 @@ class SimpleInference:
                 if not steps:
                     break
                 self._decode_next(steps, runs, rows, drafts, starts, speculative)
+                fresh.update(f for _, f in steps)
         finally:
             if stats is not None:
                 stats.generated += sum(len(r.tokens) for r in runs)

@@ -22,6 +22,7 @@ from .inference import SimpleInference, TextStream
 from .json_grammar import JSON_GBNF, json_schema_to_gbnf
 from .oracle import common_prefix
 from .sampling import SamplerConfig
+from .speculative import SpeculativeSession
 from . import _tool_calls
 
 __all__ = ["LLM"]
@@ -56,22 +57,29 @@ class LLM:
                  type_k: GgmlType = GgmlType.F16, type_v: GgmlType = GgmlType.F16, chat_format: str | None = None,
                  chat_template: str | None = None, use_mmap: bool = True, use_mlock: bool = False,
                  rpc_servers: Sequence[str] | None = None, embedding: bool = False,
-                 pooling: PoolingType | None = None):
+                 pooling: PoolingType | None = None, mtp: bool = False, n_draft: int = 3):
         self.model_path = os.fspath(model_path)
         self.model = ModelConfig(n_gpu_layers=n_gpu_layers, use_mmap=use_mmap, use_mlock=use_mlock,
-                                 rpc_servers=rpc_servers).load_gguf(model_path)
+                                 rpc_servers=rpc_servers, mtp=mtp).load_gguf(model_path)
+        self.mtp: Any = None
         try:
             b = self.model.context().with_n_ctx(n_ctx).with_n_batch(n_batch).with_n_ubatch(min(n_ubatch, n_batch))
             if n_threads is not None:
                 b = b.with_threads(n_threads, n_threads_batch)
-            self.ctx = b.with_flash_attn(flash_attn).with_kv_cache(type_k, type_v).with_seed(seed).build()
+            self.ctx = b.with_flash_attn(flash_attn).with_kv_cache(type_k, type_v).with_seed(seed).with_mtp(mtp).build()
+            if mtp:  # the model's own NextN layer drafts for every completion
+                from .mtp import MtpSession
+
+                self.mtp = MtpSession(self.model, n_draft_max=n_draft, n_ctx=n_ctx, n_threads=n_threads)
         except BaseException:
+            if getattr(self, "ctx", None) is not None:
+                self.ctx.close()
             self.model.close()
             raise
         self.seed = seed
         self._embedding_pooling = pooling
         self._embedder: Any = None
-        self._inference = SimpleInference(self.ctx)
+        self._inference = SimpleInference(self.ctx, speculative=self.mtp)
         if chat_format is not None:
             self.formatter = DynamicFormatter.for_template(chat_format, *self._special_texts())
         else:
@@ -88,6 +96,8 @@ class LLM:
     def close(self) -> None:
         """Free the context, the embedding context (if any) and the model."""
         self._inference.close()
+        if self.mtp is not None:
+            self.mtp.close()
         if self._embedder is not None:
             self._embedder.close()
         self.ctx.close()
@@ -136,14 +146,14 @@ class LLM:
         return len(tokens) - keep
 
     def _run(self, tokens: list[int], max_tokens: int | None, stop: str | Sequence[str] | None,
-             sampling: SamplerConfig, extra_stops: Sequence[str] = ()) -> TextStream:
+             sampling: SamplerConfig, extra_stops: Sequence[str] = (), speculative: Any = None) -> TextStream:
         stops = [stop] if isinstance(stop, str) else list(stop or ())
         self._prefill(tokens)
         room = self.ctx.n_ctx - self.ctx.n_past(0)
         limit = room if max_tokens is None or max_tokens <= 0 else min(max_tokens, room)
         self._inference.reset_sampler(0)
         return self._inference.generate(max(1, limit), 0, stop=[*stops, *extra_stops], sampling=sampling,
-                                        stream=True)
+                                        stream=True, speculative=speculative)
 
     def _envelope(self, kind: str) -> dict[str, Any]:
         return {"id": f"{'chatcmpl' if 'chat' in kind else 'cmpl'}-{uuid.uuid4().hex}", "object": kind,
@@ -161,17 +171,19 @@ class LLM:
                           presence_penalty: float = 0.0, logit_bias: Mapping[Any, float] | None = None,
                           grammar: str | None = None, response_format: Mapping[str, Any] | None = None,
                           mirostat_mode: int = 0, mirostat_tau: float = 5.0, mirostat_eta: float = 0.1,
-                          echo: bool = False) -> dict[str, Any] | Iterator[dict[str, Any]]:
+                          echo: bool = False, speculative: SpeculativeSession | None = None,
+                          ) -> dict[str, Any] | Iterator[dict[str, Any]]:
         """Complete ``prompt`` (text or token ids): an OpenAI ``text_completion`` dict, or its chunks.
 
         ``max_tokens`` None or <= 0 means "until the context is full"; ``temperature`` 0 is greedy.
+        ``speculative`` (prompt lookup, draft model) speeds generation up without changing it.
         """
         sampling = self._sampling(temperature, top_p, top_k, min_p, typical_p, repeat_penalty, frequency_penalty,
                                   presence_penalty, logit_bias, seed, _grammar_for(response_format, grammar),
                                   mirostat_mode, mirostat_tau, mirostat_eta)
         tokens = self.tokenize(prompt, True, True) if isinstance(prompt, str) else [int(t) for t in prompt]
         prefix = prompt if echo and isinstance(prompt, str) else ""
-        s = self._run(tokens, max_tokens, stop, sampling)
+        s = self._run(tokens, max_tokens, stop, sampling, speculative=speculative)
         head = self._envelope("text_completion")
         if stream:
             return self._completion_chunks(s, head, prefix)
@@ -203,7 +215,8 @@ class LLM:
                                seed: int | None = None, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
                                presence_penalty: float = 0.0, logit_bias: Mapping[Any, float] | None = None,
                                grammar: str | None = None, mirostat_mode: int = 0, mirostat_tau: float = 5.0,
-                               mirostat_eta: float = 0.1) -> dict[str, Any] | Iterator[dict[str, Any]]:
+                               mirostat_eta: float = 0.1, speculative: SpeculativeSession | None = None,
+                               ) -> dict[str, Any] | Iterator[dict[str, Any]]:
         """Answer a conversation with the model's chat template: an OpenAI ``chat.completion`` dict or chunks.
 
         ``tools`` are rendered by the template; with ``tool_choice`` "required" or a named function the
@@ -222,7 +235,7 @@ class LLM:
         text = self.formatter.format(list(messages), add_generation_prompt=True, tools=callable_tools or None)
         bos = self.formatter.bos_token
         tokens = self.tokenize(text, self.model.add_bos and not (bos and text.startswith(bos)), True)
-        s = self._run(tokens, max_tokens, stop, sampling, self.formatter.stop_strings)
+        s = self._run(tokens, max_tokens, stop, sampling, self.formatter.stop_strings, speculative)
         head = self._envelope("chat.completion")
         if stream:
             return self._chat_chunks(s, {**head, "object": "chat.completion.chunk"}, callable_tools)
