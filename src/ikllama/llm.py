@@ -182,7 +182,8 @@ class LLM:
                                   presence_penalty, logit_bias, seed, _grammar_for(response_format, grammar),
                                   mirostat_mode, mirostat_tau, mirostat_eta)
         tokens = self.tokenize(prompt, True, True) if isinstance(prompt, str) else [int(t) for t in prompt]
-        prefix = prompt if echo and isinstance(prompt, str) else ""
+        prefix = "" if not echo else prompt if isinstance(prompt, str) else self.detokenize(tokens).decode(
+            "utf-8", "replace")
         s = self._run(tokens, max_tokens, stop, sampling, speculative=speculative)
         head = self._envelope("text_completion")
         if stream:
