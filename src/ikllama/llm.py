@@ -1,7 +1,8 @@
 """``LLM``: the one-object API for people coming from llama-cpp-python, OpenAI-shaped in and out.
 
 It keeps one context and reuses the longest common token prefix between calls (a chat that grows
-turn by turn decodes only the new turn). Every option is an explicit keyword: a misspelt one
+turn by turn decodes only the new turn). Streams share that context: starting another call ends an
+unfinished stream (it stops with what it has). Every option is an explicit keyword: a misspelt one
 raises ``TypeError`` instead of being silently ignored.
 """
 
@@ -79,6 +80,7 @@ class LLM:
         self.seed = seed
         self._embedding_pooling = pooling
         self._embedder: Any = None
+        self._stream: Any = None  # the latest TextStream; a new call ends it (the cache is shared)
         self._inference = SimpleInference(self.ctx, speculative=self.mtp)
         if chat_format is not None:
             self.formatter = DynamicFormatter.for_template(chat_format, *self._special_texts())
@@ -148,12 +150,16 @@ class LLM:
     def _run(self, tokens: list[int], max_tokens: int | None, stop: str | Sequence[str] | None,
              sampling: SamplerConfig, extra_stops: Sequence[str] = (), speculative: Any = None) -> TextStream:
         stops = [stop] if isinstance(stop, str) else list(stop or ())
+        if self._stream is not None:  # a stream left unfinished would decode into this call's cache
+            self._stream._gen.close()
+            self._stream = None
         self._prefill(tokens)
         room = self.ctx.n_ctx - self.ctx.n_past(0)
         limit = room if max_tokens is None or max_tokens <= 0 else min(max_tokens, room)
         self._inference.reset_sampler(0)
-        return self._inference.generate(max(1, limit), 0, stop=[*stops, *extra_stops], sampling=sampling,
-                                        stream=True, speculative=speculative)
+        self._stream = self._inference.generate(max(1, limit), 0, stop=[*stops, *extra_stops], sampling=sampling,
+                                                stream=True, speculative=speculative)
+        return self._stream
 
     def _envelope(self, kind: str) -> dict[str, Any]:
         return {"id": f"{'chatcmpl' if 'chat' in kind else 'cmpl'}-{uuid.uuid4().hex}", "object": kind,

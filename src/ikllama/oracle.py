@@ -117,13 +117,13 @@ class SimpleOracle:
         self.inference.reset_sampler(fork_id)
         stops = [*stop, *self.formatter.stop_strings]
         s = self.inference.generate(max_tokens, fork_id, stop=stops, brakes=brakes, sampling=sampling, stream=True)
-        history.append(msg)
 
         def pieces() -> Any:
             for item in s.with_forks():
                 yield item
             answer = s.answer
-            history.append(Message(Role.ASSISTANT, answer.text, thinking=answer.thinking))
+            # The turn joins the history only once answered: a failed or abandoned ask leaves none.
+            history.extend([msg, Message(Role.ASSISTANT, answer.text, thinking=answer.thinking)])
 
         stream_out = TextStream(pieces(), s.answers)
         if stream:
