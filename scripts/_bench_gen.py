@@ -29,59 +29,58 @@ def ours_generate(ctx: Any, n_gen: int, reps: int) -> float:
     return statistics.mean(speeds)
 
 
-class _Timed:
-    """Stands in for a cffi ``lib`` and adds up the time spent in the named native calls."""
+class _Stand:
+    """Stands in for a cffi ``lib``: ``llama_decode`` returns at once (the loop's bookkeeping still runs)
+    and ``ikl_sampler_next`` is timed, so what is left of the wall time is ikllama's own Python."""
 
-    def __init__(self, lib: Any, names: tuple[str, ...]):
+    def __init__(self, lib: Any):
         self._lib = lib
-        self.native = 0.0
-        for name in names:
-            setattr(self, name, self._wrap(getattr(lib, name)))
+        self.sampler = 0.0
 
-    def _wrap(self, fn: Any) -> Any:
-        def timed(*args: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*args)
-            finally:
-                self.native += time.perf_counter() - t0
-        return timed
+    def llama_decode(self, *args: Any) -> int:
+        return 0
+
+    def ikl_sampler_next(self, *args: Any) -> int:
+        t0 = time.perf_counter()
+        try:
+            return self._lib.ikl_sampler_next(*args)
+        finally:
+            self.sampler += time.perf_counter() - t0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._lib, name)
 
 
-def python_overhead_us(model_path: Path, threads: int, n_gen: int = 128) -> float:
-    """Microseconds per generated token spent outside llama_decode and the C sampler.
+def python_overhead_us(model_path: Path, threads: int, n_gen: int = 500) -> tuple[float, float]:
+    """(Python, C sampler) microseconds per generated token of SimpleInference.generate, greedy.
 
-    The generation loop runs with ``llama_decode`` and ``ikl_sampler_next`` timed; what remains of
-    the wall time is ikllama's Python (bookkeeping, detokenization, stop checks) plus the timing
-    wrappers themselves, so this is an upper bound.
+    The loop runs with ``llama_decode`` replaced by a no-op: the logits stay those of the last real
+    decode, every other step (sampling in C, detokenization, stop checks, batch bookkeeping) runs
+    as usual. The stand-in's own call cost counts as Python, so this is an upper bound.
     """
     import ikllama
-    from ikllama import context as context_mod, sampling as sampling_mod
+    from ikllama import context as context_mod, inference as inference_mod
 
     with ikllama.ModelConfig().load_gguf(model_path) as model, \
             model.context().with_n_ctx(n_gen + 64).with_threads(threads).build() as ctx, \
             ikllama.SimpleInference(ctx) as inf:
-        results = []
-        for rep in range(4):
+        python, sampler = [], []
+        for _ in range(5):
             ctx.clear()
             inf.prefill([model.n_vocab // 2])
-            inf.generate(8, ignore_eos=True)  # warm the piece cache and graph
-            timed = _Timed(context_mod.lib, ("llama_decode",))
-            timed_s = _Timed(sampling_mod.lib, ("ikl_sampler_next",))
-            context_mod.lib, sampling_mod.lib = timed, timed_s
+            inf.generate(8, ignore_eos=True)  # warm the caches
+            stand_c, stand_i = _Stand(context_mod.lib), _Stand(inference_mod.lib)
+            context_mod.lib, inference_mod.lib = stand_c, stand_i
             try:
                 t0 = time.perf_counter()
                 answer = inf.generate(n_gen, ignore_eos=True)
                 wall = time.perf_counter() - t0
             finally:
-                context_mod.lib, sampling_mod.lib = timed._lib, timed_s._lib
+                context_mod.lib, inference_mod.lib = stand_c._lib, stand_i._lib
             n = len(answer.tokens)
-            if rep:
-                results.append((wall - timed.native - timed_s.native) / n * 1e6)
-        return statistics.median(results)
+            python.append((wall - stand_i.sampler) / n * 1e6)
+            sampler.append(stand_i.sampler / n * 1e6)
+        return statistics.median(python), statistics.median(sampler)
 
 
 def batched_bench(tools: Path, model_path: Path, threads: int, npp: int, ntg: int, npl: int) -> float:

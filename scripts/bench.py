@@ -14,6 +14,7 @@ this process; the ratio of the medians over all rounds is printed. Sections:
        ik's llama-batched-bench (flash attention on) at the same settings
   lcpp streamed create_completion through llama-cpp-python (PyPI, own venv) and through
        ikllama.LLM: prompt and generation t/s side by side
+  spec speculative decoding: t/s and acceptance with and without prompt lookup, a draft model and MTP
 
 Usage: python scripts/bench.py [--model PATH] [--threads 2] [--rounds 5] [--sections pp,tg,overhead,parallel,lcpp]
 The tools come from scripts/build_tools.sh (IKLLAMA_TOOLS_DIR, default build/tools/bin).
@@ -112,7 +113,7 @@ def main() -> int:
     parser.add_argument("--n-gen", type=int, default=128)
     parser.add_argument("--npl", type=int, default=8, help="sequences of the parallel section")
     parser.add_argument("--npp", type=int, default=128, help="prompt tokens per sequence, parallel section")
-    parser.add_argument("--sections", default="pp,tg,overhead,parallel,lcpp")
+    parser.add_argument("--sections", default="pp,tg,overhead,parallel,lcpp,spec")
     args = parser.parse_args()
 
     import ikllama
@@ -120,6 +121,7 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _bench_gen
     import _bench_lcpp
+    import _bench_spec
 
     model_path = args.model or ikllama.default_model()
     sections = args.sections.split(",")
@@ -152,6 +154,7 @@ def main() -> int:
                                lambda: _bench_lcpp.ours(model_path, n, args.n_gen, args.threads, 1),
                                lambda: _bench_lcpp.theirs(model_path, n, args.n_gen, args.threads, 1))
                 print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    spec_lines = _bench_spec.run(tools_dir(), args.threads) if "spec" in sections else []
     if "overhead" in sections:
         from ikllama.models import GEMMA3_270M, SMOLLM2_135M, fetch
 
@@ -174,8 +177,10 @@ def main() -> int:
                 report(f"LLM {key}", [o[key] for o in ours], [t[key] for t in theirs],
                        f"llama-cpp-python {theirs[0].get('version', '')}")
     if "overhead" in sections:
-        for name, us in overhead_us.items():
-            print(f"Python overhead per generated token, {name}: {us:.1f} us")
+        for name, (py_us, c_us) in overhead_us.items():
+            print(f"per generated token, {name}: Python {py_us:.1f} us, C sampler {c_us:.1f} us")
+    for line in spec_lines:
+        print(line)
     return 0
 
 

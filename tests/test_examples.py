@@ -136,3 +136,12 @@ def test_speculative_example(smollm_path):
         assert "same output: True" in line, line
         rate = float(re.search(r"acceptance rate ([0-9.]+)%", line).group(1))
         assert rate >= 90 and re.search(r"32 tokens in [0-9.]+ s, [0-9.]+ tokens/s", line)
+
+
+def test_incremental_chat_example(smollm_path):
+    out = run("incremental_chat.py", "--model", str(smollm_path), "--cps", "400", "-n", "6")
+    plain = re.search(r"plain prefill\s+: time to first token\s+([\d.]+) ms", out)
+    live = re.search(r"incremental prefill: time to first token\s+([\d.]+) ms \((\d+) tokens left at submit", out)
+    assert plain and live, out
+    assert int(live.group(2)) < 12  # only the held-back tail and the end of turn were left
+    assert "same answer: True" in out

@@ -384,10 +384,12 @@ class _CallCounter:
 
 
 def test_one_c_call_per_sampled_token(ctx, monkeypatch):
+    import ikllama.inference as inference
     import ikllama.sampling as sampling
 
     spy = _CallCounter(sampling.lib)
     monkeypatch.setattr(sampling, "lib", spy)
+    monkeypatch.setattr(inference, "lib", spy)  # the generation loop calls the sampler directly
     decodes = []
     real_decode_steps = type(ctx).decode_steps
     monkeypatch.setattr(type(ctx), "decode_steps", lambda self, steps: (decodes.append(len(steps)),

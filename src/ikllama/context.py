@@ -246,8 +246,8 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
             lib.llama_kv_cache_update(h)
             rc = lib.llama_decode(h, batch_struct)
         aborted = self._abort_flag[0] != 0
-        lib.ikl_flag_set(self._abort_flag, 0)
         if rc != 0 or aborted:
+            lib.ikl_flag_set(self._abort_flag, 0)
             self._rollback(entries)
             if aborted:
                 raise DecodeAbortedError("decode aborted by Context.abort(); the batch was not kept", rc)
@@ -299,7 +299,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         if n > 1 and len({f for _, f in steps}) != n:
             raise ValueError("decode_steps: each fork may appear once")
         used = sum(map(len, self._seqs))
-        if used + n > self.n_ctx or any(p >= self.n_ctx for _, p, _ in entries):
+        if used + n > self.n_ctx or max(p for _, p, _ in entries) >= self.n_ctx:
             raise KvCacheFullError(f"the KV cache holds {used} of {self.n_ctx} cells; {n} more do not fit. "
                                    "Fix: truncate, cut or drop, or build with a larger n_ctx.", 1)
         b.n_tokens = n

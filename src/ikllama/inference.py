@@ -18,8 +18,9 @@ from .answer import Answer, AnswerStatus, Brake, BrakeFn, StopStrings
 from .batch import Pos
 from .enums import EditLevel
 from .errors import KvCacheFullError
-from .sampling import GrammarError, Sampler, SamplerConfig
+from .sampling import Sampler, SamplerConfig
 from .speculative import SpeculativeSession
+from ._lib import lib
 from .streaming import Utf8Decoder
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ class SimpleInference:
         self.formatter = formatter
         self._samplers: dict[int, Sampler] = {}
         self._ready: dict[int, tuple[int, int]] = {}  # fork -> (decode serial, output row)
-        self._pieces: dict[int, bytes] = {}
+        self._pieces: dict[int, bytes] = {}  # the vocabulary is fixed: token -> bytes, and end-of-generation
+        self._eog: dict[int, bool] = {}
 
     # -- prompt ---------------------------------------------------------------------------------------
     def tokenize(self, text: str, fork_id: int = 0) -> list[int]:
@@ -279,6 +281,12 @@ class SimpleInference:
             pass
         return answers
 
+    def _is_eog(self, token: int) -> bool:
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = self.ctx.vocab.is_eog(token)
+        return eog
+
     def _piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
         if piece is None:
@@ -301,7 +309,9 @@ class SimpleInference:
         drafts: dict[int, list[int]] = {f: [] for f in first}
         starts = {f: ctx.n_past(f) - 1 for f in first}
         fresh: set[int] = set()  # forks whose rows come from this loop's own decodes (not the prefill)
-        vocab = ctx.vocab
+        is_eog = self._is_eog
+        sample_next = lib.ikl_sampler_next
+        ctx_h = ctx._ptr()
         stats = speculative.stats if speculative is not None else None
         t_start = time.perf_counter()
         try:
@@ -311,13 +321,16 @@ class SimpleInference:
                 for run in active:
                     f = run.fork
                     accepted, token = 0, None
+                    sampler_h = run.sampler._ptr()
                     for i, row in enumerate(rows[f]):
-                        try:
-                            token = run.sampler.sample(ctx, row)
-                        except GrammarError:
+                        # The rows come from this loop's own decodes: sample without re-checking them.
+                        token = sample_next(sampler_h, ctx_h, row)
+                        if token < 0:
+                            if token != lib.IKL_GRAMMAR_DEAD_END and token != lib.IKL_GRAMMAR_REJECTS:
+                                run.sampler._raise(token, row)
                             run.end(AnswerStatus.INCOMPLETE, "grammar")
                             break
-                        if not ignore_eos and vocab.is_eog(token):
+                        if not ignore_eos and is_eog(token):
                             run.end(AnswerStatus.COMPLETE, "stop")
                             break
                         run.tokens.append(token)
