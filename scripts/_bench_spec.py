@@ -1,6 +1,6 @@
 """Speculative section of scripts/bench.py: tokens/s and acceptance with and without each session.
 
-- prompt lookup on a repetitive prompt (SmolLM2),
+- prompt lookup on a repetitive prompt (SmolLM2; the model copies a line over and over),
 - SmolLM2 drafting for itself and a Q8_0 requantized SmolLM2 drafting for the Q4_1 original,
 - MTP on the tiny predictive and random GLM4-MoE models the test suite writes.
 Every speculative run is also checked to give the same tokens as the plain run.
@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPETITIVE = ("Repeat the list exactly, ten times:\n"
-              + "".join(f"{i}. item number {i} is a small red box\n" for i in range(1, 9)))
+REPETITIVE = ("Write the sentence 'The quick brown fox jumps over the lazy dog.' twenty times, one per line:\n"
+              "The quick brown fox jumps over the lazy dog.\nThe quick brown fox jumps over the lazy dog.\n")
 
 
 def _run(ctx: Any, prompt: str, n_gen: int, session: Any = None, prefill_hook: bool = False) -> tuple[list, float]:
@@ -31,7 +31,7 @@ def _run(ctx: Any, prompt: str, n_gen: int, session: Any = None, prefill_hook: b
 
 def _line(label: str, plain: tuple[list, float], spec: tuple[list, float], stats: Any) -> str:
     same = "same tokens" if plain[0] == spec[0] else "DIFFERENT TOKENS"
-    return (f"{label:<38} plain {plain[1]:7.1f} t/s | speculative {spec[1]:7.1f} t/s | x{spec[1] / plain[1]:.2f} | "
+    return (f"{label:<36} plain {plain[1]:7.1f} t/s | speculative {spec[1]:7.1f} t/s | x{spec[1] / plain[1]:.2f} | "
             f"acceptance {stats.acceptance_rate:.2f} ({stats.accepted}/{stats.drafted}), "
             f"{stats.tokens_per_batch:.2f} tokens/decode | {same}")
 
@@ -51,7 +51,8 @@ def run(tools: Path, threads: int, n_gen: int = 192) -> list[str]:
         lookup = ikllama.PromptLookupSession()
         lines.append(_line("prompt lookup, repetitive prompt", plain, _run(ctx, prompt, n_gen, lookup), lookup.stats))
 
-        story = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+        story = ("<|im_start|>user\nWrite a long essay about the history of Rome.<|im_end|>\n"
+                 "<|im_start|>assistant\n")
         plain = _run(ctx, story, n_gen)
         with ikllama.ModelConfig().load_gguf(path) as same, \
                 ikllama.DraftModelSession(same, n_threads=threads) as draft:
