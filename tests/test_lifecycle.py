@@ -115,7 +115,7 @@ def test_second_thread_gets_an_error_not_a_crash(smollm):
         refused = 0
         while thread.is_alive():
             try:
-                ctx.truncate(Pos(0, 0))
+                ctx.set_threads(2)  # harmless if it gets through after the decode has finished
             except ikllama.ConcurrentUseError as exc:
                 assert "another thread" in str(exc)
                 refused += 1

@@ -76,8 +76,13 @@ _DTYPE = {0: "u1", 1: "i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7:
 
 
 def default_vocab() -> Path:
-    """ik's vendored GPT-2 vocab GGUF (present in a source checkout, not in an installed wheel)."""
-    return Path(__file__).resolve().parents[3] / "vendor" / "ik_llama.cpp" / "models" / "ggml-vocab-gpt-2.gguf"
+    """ik's GPT-2 vocab GGUF: installed beside this module by the build, or in the source checkout."""
+    name = "ggml-vocab-gpt-2.gguf"
+    here = Path(__file__).resolve()
+    for candidate in (here.with_name(name), here.parents[3] / "vendor" / "ik_llama.cpp" / "models" / name):
+        if candidate.exists():
+            return candidate
+    return here.with_name(name)
 
 
 def _read_tokenizer_kv(path: Path) -> dict[str, tuple[int, Any, int | None]]:
