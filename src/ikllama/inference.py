@@ -392,7 +392,7 @@ class SimpleInference:
             left = {r.fork: r.max_tokens - len(r.tokens) - 1 for r in runs}
             for token, f in steps:
                 limit = min(left[f], ctx.n_ctx - starts[f] - 2, free, ctx.n_batch - len(steps) -
-                            sum(map(len, drafts.values())))
+                            sum(len(drafts[g]) for _, g in steps))
                 d = speculative.draft(ctx, f, token, limit) if limit > 0 else []
                 d = d[:max(0, limit)]
                 drafts[f] = d if len(d) >= max(1, speculative.n_min) else []
