@@ -10,7 +10,7 @@ import pytest
 
 import ikllama
 from ikllama import LLM, SimpleInference
-from ikllama.oracle import common_prefix
+from ikllama.batch import common_prefix
 
 PROMPT = "The capital of France is"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ikllama import Message, Role, SamplerConfig, SimpleOracle
-from ikllama.oracle import common_prefix
+from ikllama.batch import common_prefix
 
 SYSTEM = ("You are a patient teacher of geography. You answer questions about countries, capitals, rivers and "
           "mountains in one or two short sentences, and you never make anything up.")

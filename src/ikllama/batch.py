@@ -9,7 +9,16 @@ from typing import Any
 from ._handle import NativeHandle
 from ._lib import ffi, lib
 
-__all__ = ["Batch", "Token", "Pos"]
+__all__ = ["Batch", "Token", "Pos", "common_prefix"]
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share (what a cache holding ``a`` can keep for ``b``)."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 class Token(int):

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from .enums import AttentionType, GgmlType, KvType, PoolingType, RopeScalingType
 from .kvrules import KvCacheSpec
 from .sampling import SamplerConfig
-from .sampling_basic import BasicSampler
 
 if TYPE_CHECKING:
     from .context import Context
@@ -62,10 +61,16 @@ class ContextConfig:
     attn_max_batch: int = 0
     offload_kqv: bool = True
     kv: KvCacheSpec = KvCacheSpec()
-    sampler: BasicSampler = BasicSampler()
     sampling: SamplerConfig | None = None
     mtp: bool = False
     mtp_op: int = 0  # llama_mtp_op_type of an MTP-side context (ikllama.mtp builds those)
+
+    @property
+    def sampling_config(self) -> SamplerConfig | None:
+        """``sampling`` with the context's seed filled in where it names none."""
+        if self.sampling is None or self.sampling.seed is not None or self.seed is None:
+            return self.sampling
+        return dataclasses.replace(self.sampling, seed=self.seed)
 
     def validate(self) -> None:
         """Raise ValueError naming the field that is out of range."""
@@ -91,7 +96,6 @@ class ContextConfig:
         for name in ("type_k", "type_v"):
             if not isinstance(getattr(self.kv, name), GgmlType):
                 raise ValueError(f"{name} must be an ikllama.GgmlType, not {getattr(self.kv, name)!r}")
-        self.sampler.validate()
         if self.sampling is not None:
             if not isinstance(self.sampling, SamplerConfig):
                 raise ValueError(f"sampling must be an ikllama.SamplerConfig, not {type(self.sampling).__name__}")
@@ -170,8 +174,9 @@ class Builder:
         return self._with(offload_kqv=on)
 
     def with_sampler(self, temperature: float, top_k: int, top_p: float) -> Builder:
-        """slm_ikllama's sampler: greedy when temperature <= 0, else top-k -> top-p -> temperature."""
-        return self._with(sampler=BasicSampler(temperature, top_k, top_p))
+        """slm_ikllama's sampler: greedy when temperature <= 0, else top-k -> top-p -> temperature
+        (the C sampler with nothing else on; the seed is ``with_seed``'s)."""
+        return self._with(sampling=SamplerConfig(temperature=temperature, top_k=top_k, top_p=top_p, min_p=0.0))
 
     def with_sampling(self, config: SamplerConfig) -> Builder:
         """The full C sampling pipeline for ``Context.sample`` (see :class:`ikllama.SamplerConfig`)."""

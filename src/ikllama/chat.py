@@ -328,7 +328,7 @@ class Formatter:
             template = fam.builtin if fam is not None and fam.builtin else "chatml"
             if fam is None:
                 logger.warning("%s has no chat template and an unknown family; using chatml", model.path.name)
-        return cls(template, _piece(model, model.token_bos), _piece(model, model.token_eos), family=family)
+        return cls(template, special_text(model, model.token_bos), special_text(model, model.token_eos), family=family)
 
     # -- what the family knows --------------------------------------------------------------------
     @property
@@ -417,7 +417,8 @@ class Formatter:
         return f"<ikllama.Formatter {self.family or 'unknown'} ({kind})>"
 
 
-def _piece(model: Model, token: int | None) -> str:
+def special_text(model: Model, token: int | None) -> str:
+    """The text of a special token (BOS, EOS), as templates expect it; "" when the model has none."""
     return "" if token is None else model.token_to_piece(token, special=True).decode("utf-8", "replace")
 
 

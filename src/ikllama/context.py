@@ -115,7 +115,6 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         self.n_vocab = model.n_vocab
         self._seqs: list[list[int]] = [[] for _ in range(self.n_seq_max)]
         self._outputs: list[int] = []  # batch rows of the last decode that have logits
-        self._cand = ffi.new("llama_token_data[]", self.n_vocab)
         self._decode_serial = 0  # bumped by every successful decode: tells callers whether logits are fresh
         self._row_forks: dict[int, int] = {}  # output row -> fork of the last decode
         self._row_pos: dict[int, int] = {}  # output row -> position of its token
@@ -318,23 +317,18 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
     def sample(self, logit_idx: int) -> Token | None:
         """Sample from batch row ``logit_idx``; None at end of generation.
 
-        Uses ``Builder.with_sampling``'s :class:`SamplerConfig` (one C sampler per fork, created on
-        first use and kept until the context closes) or else ``with_sampler``'s basic sampler.
+        Uses the builder's :class:`SamplerConfig` (``with_sampling`` / ``with_sampler``; greedy
+        without one): one C sampler per fork, created on first use and kept until the context closes.
         """
         self._check_output(logit_idx)
-        if self.config.sampling is not None:
-            fork = self._row_forks[logit_idx]
-            sampler = self._samplers.get(fork)
-            if sampler is None:
-                from .sampling import Sampler
+        fork = self._row_forks[logit_idx]
+        sampler = self._samplers.get(fork)
+        if sampler is None:
+            from .sampling import Sampler, SamplerConfig
 
-                sampler = self._samplers[fork] = Sampler.create(self.config.sampling, self.model)
-            token = sampler.sample(self, logit_idx)
-            return None if self.vocab.is_eog(token) else Token(token)
-        s = self.config.sampler
-        token = lib.ikl_sample_basic(self._h, logit_idx, self.n_vocab, self._cand, s.temperature, s.top_k, s.top_p)
-        if token < 0:
-            raise DecodeError(f"no logits for row {logit_idx}")
+            config = self.config.sampling_config or SamplerConfig.greedy()
+            sampler = self._samplers[fork] = Sampler.create(config, self.model)
+        token = sampler.sample(self, logit_idx)
         return None if self.vocab.is_eog(token) else Token(token)
 
     def inference(self, prompt: str, max_tokens: int = 256, fork_id: int = 0) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .batch import Pos
 from .chat import Message, Role
-from .oracle import common_prefix
+from .batch import common_prefix
 
 if TYPE_CHECKING:
     from .inference import SimpleInference

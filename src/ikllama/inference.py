@@ -95,7 +95,7 @@ class SimpleInference:
                  speculative: SpeculativeSession | None = None):
         self.ctx = context
         self.speculative = speculative  # default session of generate(); also told about every prefill
-        self.sampling = sampling or context.config.sampling or GREEDY
+        self.sampling = sampling or context.config.sampling_config or GREEDY
         self.sampling.validate(context.n_vocab)
         self.formatter = formatter
         self._samplers: dict[int, Sampler] = {}

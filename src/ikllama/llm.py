@@ -16,12 +16,12 @@ from typing import Any
 
 from .answer import Answer
 from .batch import Pos
-from .chat import DynamicFormatter, Formatter, Message
+from .chat import DynamicFormatter, Formatter, Message, special_text
 from .config import ModelConfig
 from .enums import GgmlType, PoolingType
 from .inference import SimpleInference, TextStream
 from .json_grammar import JSON_GBNF, json_schema_to_gbnf
-from .oracle import common_prefix
+from .batch import common_prefix
 from .sampling import SamplerConfig
 from .speculative import SpeculativeSession
 from . import _tool_calls
@@ -83,16 +83,11 @@ class LLM:
         self._stream: Any = None  # the latest TextStream; a new call ends it (the cache is shared)
         self._inference = SimpleInference(self.ctx, speculative=self.mtp)
         if chat_format is not None:
-            self.formatter = DynamicFormatter.for_template(chat_format, *self._special_texts())
+            self.formatter = DynamicFormatter.for_template(chat_format, special_text(self.model, self.model.token_bos),
+                                                           special_text(self.model, self.model.token_eos))
         else:
             self.formatter = Formatter.for_model(self.model, chat_template)
         self._name = os.path.basename(self.model_path)
-
-    def _special_texts(self) -> tuple[str, str]:
-        m = self.model
-        bos = m.token_to_piece(m.token_bos, True).decode("utf-8", "replace") if m.token_bos is not None else ""
-        eos = m.token_to_piece(m.token_eos, True).decode("utf-8", "replace") if m.token_eos is not None else ""
-        return bos, eos
 
     # -- lifetime ---------------------------------------------------------------------------------------
     def close(self) -> None:

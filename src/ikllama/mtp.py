@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._lib import ffi, lib
-from .batch import Pos
+from .batch import Pos, common_prefix
 from .builder import ContextConfig
 from .speculative import SpeculativeSession
 
@@ -137,12 +137,8 @@ class MtpSession(SpeculativeSession):
     def _catch_up(self, ctx: Context, fork: int, upto: int) -> None:
         """The MTP cache misses main positions below ``upto`` (an edit, restore or copy of the main
         cache): decode them again in the main context to get their hidden states, and warm up."""
-        have = self.ctx._seqs[fork]
         main = ctx._seqs[fork]
-        keep = 0
-        while keep < min(len(have), upto) and have[keep] == main[keep]:
-            keep += 1
-        keep = max(0, keep - 1)  # re-derive the hidden state of the last kept position too
+        keep = max(0, common_prefix(self.ctx._seqs[fork], main[:upto]) - 1)  # re-derive the hidden state of the last kept position too
         tokens = main[keep:upto]
         tail = main[upto:]
         ctx.truncate(Pos(keep, fork))

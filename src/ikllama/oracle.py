@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .answer import Answer, BrakeFn
-from .batch import Pos
+from .batch import Pos, common_prefix
 from .chat import DynamicFormatter, Formatter, Message, Role
 from .errors import KvCacheFullError
 from .inference import SimpleInference, TextStream
@@ -22,14 +22,6 @@ if TYPE_CHECKING:
     from .context import Context
 
 __all__ = ["SimpleOracle"]
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class SimpleOracle:

@@ -18,13 +18,14 @@ one divergence in 192 tokens, at a top-2 margin of 0.15 logits). Sessions:
 
 from __future__ import annotations
 
+import abc
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .batch import Pos
+from .batch import Pos, common_prefix
 
 if TYPE_CHECKING:
     from .context import Context
@@ -58,7 +59,7 @@ class SpeculativeStats:
         return self.generated / self.batches if self.batches else 0.0
 
 
-class SpeculativeSession:
+class SpeculativeSession(abc.ABC):
     """Base of the sessions: ``draft`` proposes tokens; the hooks let a session follow the main cache.
 
     ``n_draft_max`` caps a draft; drafts shorter than ``n_min`` are not worth a wider batch and are
@@ -80,9 +81,9 @@ class SpeculativeSession:
     def attach(self, ctx: Context) -> None:
         """Called when generation starts on ``ctx``; raises ValueError if the session cannot serve it."""
 
+    @abc.abstractmethod
     def draft(self, ctx: Context, fork: int, last: int, limit: int) -> list[int]:
         """Up to ``limit`` tokens expected after ``last``, which goes at position ``ctx.n_past(fork)``."""
-        raise NotImplementedError
 
     def prefilled(self, ctx: Context, fork: int, start: int, n: int) -> None:
         """The main context decoded ``n`` prompt tokens of ``fork`` from position ``start``."""
@@ -171,11 +172,7 @@ class DraftModelSession(SpeculativeSession):
 
     def _sync(self, tokens: list[int], fork: int) -> None:
         d = self.ctx
-        have = d._seqs[fork]
-        keep = 0
-        n = min(len(have), len(tokens))
-        while keep < n and have[keep] == tokens[keep]:
-            keep += 1
+        keep = common_prefix(d._seqs[fork], tokens)
         if keep == len(tokens):
             keep -= 1  # decode the last token again: its logits start the draft
         d.truncate(Pos(keep, fork))

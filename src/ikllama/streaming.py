@@ -25,7 +25,7 @@ class Utf8Decoder:
 def stream_continuation(ctx, prompt_tokens: list[int], max_tokens: int, fork_id: int = 0) -> Iterator[str]:
     """Decode ``prompt_tokens`` after what ``fork_id`` holds, then yield the text of each sampled token.
 
-    Uses the context's own sampler (``Builder.with_sampler``; greedy by default) and stops at end of
+    Uses the context's own sampler (``Builder.with_sampling`` / ``with_sampler``; greedy by default) and stops at end of
     generation, after ``max_tokens`` tokens, or when the context is full. The yielded pieces never
     split a UTF-8 character.
     """

@@ -49,20 +49,3 @@ int32_t ikl_argmax(const float * logits, int32_t n) {
     }
     return best_block;  /* NaN logits: keep ik's choice of the first candidate */
 }
-
-int32_t ikl_sample_basic(struct llama_context * ctx, int32_t idx, int32_t n_vocab, llama_token_data * cand,
-                         float temperature, int32_t top_k, float top_p) {
-    const float * logits = llama_get_logits_ith(ctx, idx);
-    if (logits == NULL) return -1;
-    if (temperature <= 0.0f) return ikl_argmax(logits, n_vocab);
-    for (int32_t i = 0; i < n_vocab; ++i) {
-        cand[i].id = i;
-        cand[i].logit = logits[i];
-        cand[i].p = 0.0f;
-    }
-    llama_token_data_array arr = { cand, (size_t) n_vocab, -1, false };
-    if (top_k > 0) llama_sample_top_k(ctx, &arr, top_k, 1);
-    if (top_p < 1.0f) llama_sample_top_p(ctx, &arr, top_p, 1);
-    llama_sample_temp(ctx, &arr, temperature);
-    return llama_sample_token(ctx, &arr);
-}

@@ -9,8 +9,6 @@ static const char * const IKLLAMA_BACKENDS;
 bool ikl_abort_flag_cb(void * flag);
 void ikl_flag_set(int * flag, int value);
 int32_t ikl_argmax(const float * logits, int32_t n);
-int32_t ikl_sample_basic(struct llama_context * ctx, int32_t idx, int32_t n_vocab, llama_token_data * cand,
-                         float temperature, int32_t top_k, float top_p);
 
 /* The C sampler (_csrc/ikl_sampler.{h,c}): one per sequence; see ikllama/sampling.py. */
 #define IKL_TOP_K 1
