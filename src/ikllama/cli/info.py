@@ -1,14 +1,13 @@
-"""The ``ikllama`` command line: ``python -m ikllama info|run|tokenize``. Argument parsing only."""
+"""``ikllama info``: the build (version, upstream commit, backends, CPU features, RPC)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .backend import system_info
+    from ..backend import system_info
 
     info = system_info()
     if args.json:
@@ -24,22 +23,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ikllama", description="Run ik_llama.cpp from Python.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def register(sub: argparse._SubParsersAction) -> None:
     info = sub.add_parser("info", help="show the build: version, backends, CPU features, RPC")
     info.add_argument("--json", action="store_true", help="print as JSON")
     info.set_defaults(func=_cmd_info)
-    from . import _cli_run
-
-    _cli_run.register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,10 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import ModelConfig
-    from .enums import KvType
-    from .models import default_model
-    from .streaming import stream_continuation
+    from ..config import ModelConfig
+    from ..enums import KvType
+    from ..models import default_model
+    from ..streaming import stream_continuation
 
     path = args.model or default_model()
     kv = KvType[args.kv.upper()]
