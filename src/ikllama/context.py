@@ -223,7 +223,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
             if pos >= self.n_ctx:
                 raise KvCacheFullError(f"position {pos} is beyond the context (n_ctx={self.n_ctx})", 1)
             expected[fork] = pos + 1
-        used = sum(len(s) for s in self._seqs)
+        used = self.kv_cells_used
         if used + len(entries) > self.n_ctx:
             raise KvCacheFullError(f"the KV cache holds {used} of {self.n_ctx} cells; {len(entries)} more do not "
                                    "fit. Fix: truncate, cut or drop, or build with a larger n_ctx.", 1)
@@ -256,6 +256,11 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         for token, _pos, fork in entries:
             self._seqs[fork].append(token)
         self._decode_serial += 1
+
+    @property
+    def kv_cells_used(self) -> int:
+        """KV cells in use (``llama_get_kv_cache_used_cells``): a cell shared by forks counts once."""
+        return int(lib.llama_get_kv_cache_used_cells(self._ptr()))
 
     @exclusive
     def decode(self, batch: Batch) -> None:
@@ -297,7 +302,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
             entries.append((token, pos, fork))
         if n > 1 and len({f for _, f in steps}) != n:
             raise ValueError("decode_steps: each fork may appear once")
-        used = sum(map(len, self._seqs))
+        used = self.kv_cells_used
         if used + n > self.n_ctx or max(p for _, p, _ in entries) >= self.n_ctx:
             raise KvCacheFullError(f"the KV cache holds {used} of {self.n_ctx} cells; {n} more do not fit. "
                                    "Fix: truncate, cut or drop, or build with a larger n_ctx.", 1)
