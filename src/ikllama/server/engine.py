@@ -1,0 +1,411 @@
+"""Continuous batching over one :class:`~ikllama.context.Context`, owned by one thread.
+
+Every step is one ``llama_decode`` that carries the pending token of every decoding sequence plus
+prompt chunks of admitted requests, in arrival order, within ``prefill_budget`` tokens, so a long
+prompt is spread over several steps instead of stalling everyone's next token. The KV cells are
+shared: one request may use the whole context while it is alone. Finished sequences stay in the
+cache (idle) so that a later request can reuse the longest common prefix of any sequence, resident
+or idle (``llama_kv_cache_seq_cp`` from a donor); idle sequences are evicted least recently used
+first when cells or sequences run out. Nothing here blocks on the network: the HTTP side only
+posts to the inbox and reads events (see :mod:`.jobs`).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from ..batch import Pos, common_prefix
+from ..context import Context
+from ..errors import DecodeError, KvCacheFullError
+from ..sampling import Sampler
+from .choices import Choice, Job
+from .jobs import DoneEvent, ErrorEvent, GenRequest
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("ikllama.server")
+
+_FREE, _IDLE, _BUSY = "free", "idle", "busy"
+_DONOR_MARGIN = 32  # copy a donor's prefix only when it beats the target's own by this many tokens
+
+
+class Engine:
+    """The scheduler thread; ``submit`` / ``cancel`` / ``shutdown`` are safe from any thread.
+
+    The context must have ``n_seq_max`` sequences and stays owned by the engine until
+    :meth:`shutdown` returns (then the caller closes it).
+    """
+
+    def __init__(self, ctx: Context, *, prefill_budget: int | None = None, idle_cache: bool = True,
+                 metrics: Any = None):
+        self.ctx = ctx
+        self.model = ctx.model
+        self.n_seq = ctx.n_seq_max
+        self.prefill_budget = min(prefill_budget or ctx.n_ubatch, ctx.n_batch)
+        self.idle_cache = idle_cache
+        self.metrics = metrics
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._waiting: deque[GenRequest] = deque()
+        self._jobs: list[Job] = []
+        self._state = [_FREE] * self.n_seq
+        self._last_used = [0.0] * self.n_seq
+        self._owner: list[Choice | Job | None] = [None] * self.n_seq
+        self._batch = ctx.new_batch(ctx.n_batch)
+        self._pieces: dict[int, bytes] = {}
+        self._texts: dict[int, str] = {}
+        self._eog: dict[int, bool] = {}
+        self._thread: threading.Thread | None = None
+        self._accepting = True
+        self._drain = False
+        self.steps = 0
+        self.prompt_tokens_total = 0
+        self.generated_tokens_total = 0
+        self.cached_tokens_total = 0
+
+    # -- public, any thread ---------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ikllama-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: GenRequest) -> None:
+        """Queue ``request``; its events arrive through ``request.sink`` (an ErrorEvent if refused)."""
+        if not self._accepting:
+            request.sink(ErrorEvent(503, "the server is shutting down", "unavailable"))
+            return
+        self._inbox.put(request)
+
+    def cancel(self, request: GenRequest) -> None:
+        """Free ``request``'s sequences before the next step (no further events are sent)."""
+        request.cancel()
+        self._inbox.put(None)  # wake the loop
+
+    def shutdown(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop accepting; with ``drain`` finish what was admitted or queued, else fail it. Joins the thread."""
+        self._accepting = False
+        self._drain = drain
+        self._inbox.put(StopIteration)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def n_waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def n_active(self) -> int:
+        return len(self._jobs)
+
+    def slots(self) -> list[dict[str, Any]]:
+        """A snapshot for ``/slots`` (read without locking: values may be one step old)."""
+        out = []
+        for seq in range(self.n_seq):
+            owner = self._owner[seq]
+            job = owner.job if isinstance(owner, Choice) else owner
+            out.append({"id": seq, "state": self._state[seq], "n_cached": len(self.ctx._seqs[seq]),
+                        "request_id": job.request.id if job is not None else None,
+                        "n_decoded": len(owner.tokens) if isinstance(owner, Choice) else 0,
+                        "prefilling": bool(job is not None and job.prefilling)})
+        return out
+
+    # -- helpers used by Choice ---------------------------------------------------------------------
+    def is_eog(self, token: int) -> bool:
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = self.ctx.vocab.is_eog(token)
+        return eog
+
+    def piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self.ctx.vocab.token_to_piece(token, False, 0)
+        return piece
+
+    def token_text(self, token: int) -> str:
+        text = self._texts.get(token)
+        if text is None:
+            text = self._texts[token] = self.ctx.vocab.token_to_piece(token, True, 0).decode("utf-8", "replace")
+        return text
+
+    def observe_token(self, job: Job, gap: float | None) -> None:
+        self.generated_tokens_total += 1
+        if self.metrics is not None:
+            if gap is None:
+                self.metrics.ttft.observe(time.monotonic() - job.request.arrived)
+            else:
+                self.metrics.itl.observe(gap)
+
+    def release(self, choice: Choice) -> None:
+        """Hand a finished choice's sequence back: idle (kept for prefix reuse) or free."""
+        self._set_idle(choice.seq)
+        choice.close()
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while self._loop_once():
+                pass
+        except BaseException as exc:  # the engine must never die silently: fail everything, then stop
+            log.exception("engine stopped by an unexpected error")
+            self._fail_all(500, f"engine error: {exc}")
+            self._accepting = False
+
+    def _loop_once(self) -> bool:
+        idle = not self._jobs and not self._waiting
+        if not self._take_inbox(block=idle):
+            if not self._drain:
+                self._fail_all(503, "the server is shutting down")
+                return False
+            self._accepting = False
+            if not self._jobs and not self._waiting:
+                return False
+        self._reap_cancelled()
+        self._admit()
+        if self._jobs:
+            self._step()
+        return True
+
+    def _take_inbox(self, block: bool) -> bool:
+        """Move new requests to the waiting queue; False once shutdown was asked for."""
+        go_on = True
+        try:
+            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+            while True:
+                if item is StopIteration:
+                    go_on = False
+                elif item is not None:
+                    self._waiting.append(item)
+                item = self._inbox.get_nowait()
+        except queue.Empty:
+            pass
+        return go_on and self._accepting
+
+    def _reap_cancelled(self) -> None:
+        if any(r.cancelled for r in self._waiting):
+            self._waiting = deque(r for r in self._waiting if not r.cancelled)
+        for job in [j for j in self._jobs if j.request.cancelled]:
+            self._end_job(job, notify=False)
+
+    # -- admission ------------------------------------------------------------------------------------
+    def _admit(self) -> None:
+        while self._waiting:
+            req = self._waiting[0]
+            if not self._try_admit(req):
+                return  # arrival order: nobody overtakes the head of the queue
+            self._waiting.popleft()
+
+    def _try_admit(self, req: GenRequest) -> bool:
+        spare = [s for s in range(self.n_seq) if self._state[s] != _BUSY]
+        if len(spare) < req.n:
+            return False
+        prompt = req.prompt
+        own = {s: common_prefix(self.ctx._seqs[s], prompt) for s in spare}
+        target = max(spare, key=lambda s: (own[s], self._state[s] == _FREE, -self._last_used[s]))
+        if own[target] == 0:  # nothing to reuse: prefer a free sequence, else the least recently used idle one
+            target = min(spare, key=lambda s: (self._state[s] != _FREE, self._last_used[s]))
+        donor, reuse = None, own[target]
+        for s in range(self.n_seq):
+            if s != target and self.ctx._seqs[s]:
+                p = common_prefix(self.ctx._seqs[s], prompt)
+                if p > reuse + _DONOR_MARGIN:
+                    donor, reuse = s, p
+        reuse = min(reuse, len(prompt) - 1)  # the last prompt token is decoded again for its logits
+        others = sorted((s for s in spare if s != target), key=lambda s: (self._state[s] != _FREE,
+                                                                          self._last_used[s]))[:req.n - 1]
+        need = len(prompt) - reuse + req.n
+        if not self._make_room(need, keep={target, *others} | ({donor} if donor is not None else set())):
+            return False
+        try:
+            samplers = self._samplers(req)
+        except ValueError as exc:
+            req.sink(ErrorEvent(400, str(exc), "invalid_request_error"))
+            return True
+        ctx = self.ctx
+        if donor is not None:
+            ctx.copy_fork(donor, target)
+        ctx.truncate(Pos(reuse, target))
+        job = Job(req)
+        job.admitted = time.monotonic()
+        job.prompt_done = job.cached = reuse
+        job.choices.append(Choice(job, 0, target, samplers[0]))
+        job.extra_samplers = samplers[1:]
+        job.reserved = list(others)
+        for s in (target, *others):
+            self._state[s] = _BUSY
+            self._owner[s] = job
+        for s in others:
+            ctx.drop(s)
+        self._owner[target] = job.choices[0]
+        self._jobs.append(job)
+        self.cached_tokens_total += reuse
+        if self.metrics is not None:
+            self.metrics.queue_wait.observe(job.admitted - req.arrived)
+        return True
+
+    def _samplers(self, req: GenRequest) -> list[Sampler]:
+        out: list[Sampler] = []
+        try:
+            for i in range(req.n):
+                config = req.sampling
+                if i and config.seed is not None:  # n choices of one seeded request differ, reproducibly
+                    config = type(config)(**{**config.__dict__, "seed": (config.seed + i) % (1 << 64)})
+                out.append(Sampler.create(config, self.model))
+        except BaseException:
+            for s in out:
+                s.close()
+            raise
+        return out
+
+    def _make_room(self, cells: int, keep: set[int]) -> bool:
+        """Evict idle sequences (LRU) until ``cells`` KV cells are free; False if that is not enough."""
+        ctx = self.ctx
+        while ctx.n_ctx - ctx.kv_cells_used < cells:
+            victims = [s for s in range(self.n_seq) if self._state[s] == _IDLE and s not in keep and ctx._seqs[s]]
+            if not victims:
+                loose = [s for s in keep if self._state[s] != _BUSY and ctx._seqs[s]]
+                if self._jobs or not loose:
+                    return False
+                victims = loose  # alone: the request may have the whole context
+            ctx.drop(min(victims, key=lambda s: self._last_used[s]))
+        return True
+
+    def _set_idle(self, seq: int) -> None:
+        self._owner[seq] = None
+        self._last_used[seq] = time.monotonic()
+        if self.idle_cache and self.ctx._seqs[seq]:
+            self._state[seq] = _IDLE
+        else:
+            self.ctx.drop(seq)
+            self._state[seq] = _FREE
+
+    # -- one step -----------------------------------------------------------------------------------
+    def _step(self) -> None:
+        decoding = [c for j in self._jobs if not j.prefilling for c in j.choices if c.pending is not None]
+        budget = max(self.prefill_budget - len(decoding), min(32, self.prefill_budget))
+        budget = min(budget, self.ctx.n_batch - len(decoding))
+        chunks: list[tuple[Job, int]] = []
+        for job in self._jobs:
+            if budget <= 0:
+                break
+            if job.prefilling:
+                take = min(budget, len(job.request.prompt) - job.prompt_done)
+                chunks.append((job, take))
+                budget -= take
+        if not decoding and not chunks:
+            self._finish_done_jobs()
+            return
+        started = time.monotonic()
+        try:
+            rows = self._decode(decoding, chunks)
+        except KvCacheFullError:
+            self._relieve_full_cache(decoding)
+            return
+        except DecodeError as exc:
+            log.error("decode failed: %s", exc)
+            for job in {c.job for c in decoding} | {j for j, _ in chunks}:
+                self._end_job(job, error=ErrorEvent(500, f"decode failed: {exc}", "decode_error"))
+            return
+        elapsed = time.monotonic() - started
+        self.steps += 1
+        n_prompt = sum(take for _, take in chunks)
+        self.prompt_tokens_total += n_prompt
+        if self.metrics is not None:
+            self.metrics.step(n_prompt, len(decoding), elapsed)
+        for choice, row in zip(decoding, rows):
+            choice.take(self.ctx, row, self)
+        for (job, take), row in zip(chunks, rows[len(decoding):]):
+            job.prompt_done += take
+            if not job.prefilling:
+                job.prefill_ended = time.monotonic()
+                self._start_choices(job, row)
+        self._finish_done_jobs()
+
+    def _decode(self, decoding: list[Choice], chunks: list[tuple[Job, int]]) -> list[int]:
+        """One llama_decode; returns the output row of each decoding choice, then of each chunk."""
+        ctx = self.ctx
+        if not chunks:
+            ctx.decode_steps([(c.pending, c.seq) for c in decoding])
+            return list(range(len(decoding)))
+        b = self._batch
+        b.clear()
+        rows = []
+        for c in decoding:
+            rows.append(len(b))
+            b.add(c.pending, Pos(len(ctx._seqs[c.seq]), c.seq), True)
+        for job, take in chunks:
+            start = job.prompt_done
+            tokens = job.request.prompt[start:start + take]
+            last = start + take == len(job.request.prompt)
+            b.add_sequence(tokens, Pos(start, job.primary), logits_last=last)
+            rows.append(len(b) - 1)
+        ctx.decode(b)
+        return rows
+
+    def _start_choices(self, job: Job, row: int) -> None:
+        """The prompt is in: copy it to the other choices' sequences and sample every first token."""
+        for i, seq in enumerate(job.reserved, start=1):
+            self.ctx.copy_fork(job.primary, seq)
+            choice = Choice(job, i, seq, job.extra_samplers[i - 1])
+            job.choices.append(choice)
+            self._owner[seq] = choice
+        job.reserved = []
+        job.extra_samplers = []
+        for choice in list(job.choices):
+            choice.take(self.ctx, row, self)
+
+    def _relieve_full_cache(self, decoding: list[Choice]) -> None:
+        """No room for this step: evict idle sequences; if none, end the newest job."""
+        if self._make_room(len(decoding) + 1, keep=set()):
+            return
+        victim = max(self._jobs, key=lambda j: j.request.arrived)
+        if victim.prefilling or victim.reserved:
+            self._end_job(victim, error=ErrorEvent(400, "the KV cache is full: the prompt no longer fits beside "
+                                                   "the running requests. Retry, or lower max_tokens.",
+                                                   "context_length_exceeded"))
+        else:
+            for choice in victim.choices:
+                choice.finish(self, "length")
+        self._finish_done_jobs()
+
+    # -- ending -------------------------------------------------------------------------------------
+    def _finish_done_jobs(self) -> None:
+        for job in [j for j in self._jobs if j.finished]:
+            self._jobs.remove(job)
+            now = time.monotonic()
+            req = job.request
+            first = job.prefill_ended or now
+            req.sink(DoneEvent(len(req.prompt), job.cached, sum(len(c.tokens) for c in job.choices),
+                               job.admitted - req.arrived, first - job.admitted, now - first))
+
+    def _end_job(self, job: Job, notify: bool = True, error: ErrorEvent | None = None) -> None:
+        """Take ``job`` out now (cancelled or failed); its sequences keep what they hold for reuse."""
+        if job in self._jobs:
+            self._jobs.remove(job)
+        for choice in job.choices:
+            if choice.finish_reason is None:
+                choice.finish_reason = "cancelled"
+                self.release(choice)
+        for seq in [s for s in range(self.n_seq) if self._owner[s] is job]:
+            self._set_idle(seq)
+        for sampler in job.extra_samplers:
+            sampler.close()
+        job.reserved, job.extra_samplers = [], []
+        if notify and error is not None:
+            job.request.sink(error)
+
+    def _fail_all(self, status: int, message: str) -> None:
+        for job in list(self._jobs):
+            self._end_job(job, error=ErrorEvent(status, message, "unavailable"))
+        while self._waiting:
+            self._waiting.popleft().sink(ErrorEvent(status, message, "unavailable"))
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, GenRequest):
+                item.sink(ErrorEvent(status, message, "unavailable"))
