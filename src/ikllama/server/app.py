@@ -155,18 +155,7 @@ def create_app(settings: ServerSettings | None = None, *, load: bool = True) -> 
     async def ready() -> None:
         state.ready()
 
-    @app.middleware("http")
-    async def limits(request: Request, call_next: Any) -> Response:
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > settings.max_body_bytes:
-            from .errors import error_body
-
-            return JSONResponse(error_body(413, f"the body is {size} bytes; this server takes at most "
-                                           f"{settings.max_body_bytes}", "request_too_large"), status_code=413)
-        response = await call_next(request)
-        route = request.scope.get("route")
-        state.metrics.requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-        return response
+    app.add_middleware(_Limits, state=state)
 
     guarded = [Depends(auth), Depends(ready)]
 
@@ -284,6 +273,45 @@ def create_app(settings: ServerSettings | None = None, *, load: bool = True) -> 
                         headers={"Process-Start-Time-Unix": str(int(state.started))})
 
     return app
+
+
+class _Limits:
+    """Refuse oversized bodies (413) and count answers by route and status.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` would hide client disconnects from
+    the routes, and disconnect detection is what frees a sequence when a client goes away.
+    """
+
+    def __init__(self, app: Any, state: ServerState):
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.state.settings.max_body_bytes
+        size = dict(scope["headers"]).get(b"content-length", b"")
+        if size.isdigit() and int(size) > limit:
+            from .errors import error_body
+
+            response = JSONResponse(error_body(413, f"the body is {int(size)} bytes; this server takes at most "
+                                               f"{limit}", "request_too_large"), status_code=413)
+            await response(scope, receive, send)
+            return
+        status = []
+
+        async def send_counted(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            route = scope.get("route")
+            self.state.metrics.requests.labels(getattr(route, "path", "unmatched"),
+                                               str(status[0]) if status else "none").inc()
 
 
 def _version() -> str:
