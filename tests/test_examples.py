@@ -145,3 +145,17 @@ def test_incremental_chat_example(smollm_path):
     assert plain and live, out
     assert int(live.group(2)) < 12  # only the held-back tail and the end of turn were left
     assert "same answer: True" in out
+
+
+def test_server_client_example(smollm_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = run("server_client.py", "--model", str(smollm_path), "--port", str(port))
+    lines = out.splitlines()
+    assert lines[0].strip()
+    assert any(line.startswith("json: {'capital': ") for line in lines)
+    cached = [line for line in lines if line.startswith("cached prompt tokens on a repeat:")][0].split()
+    assert int(cached[-3]) >= int(cached[-1]) - 1 > 0

@@ -31,7 +31,6 @@ __all__ = ["Engine"]
 log = logging.getLogger("ikllama.server")
 
 _FREE, _IDLE, _BUSY = "free", "idle", "busy"
-_DONOR_MARGIN = 32  # copy a donor's prefix only when it beats the target's own by this many tokens
 
 
 class Engine:
@@ -203,22 +202,32 @@ class Engine:
         if len(spare) < req.n:
             return False
         prompt = req.prompt
-        own = {s: common_prefix(self.ctx._seqs[s], prompt) for s in spare}
-        target = max(spare, key=lambda s: (own[s], self._state[s] == _FREE, -self._last_used[s]))
-        if own[target] == 0:  # nothing to reuse: prefer a free sequence, else the least recently used idle one
-            target = min(spare, key=lambda s: (self._state[s] != _FREE, self._last_used[s]))
-        donor, reuse = None, own[target]
+        seqs = self.ctx._seqs
+        donor, reuse = None, 0
         for s in range(self.n_seq):
-            if s != target and self.ctx._seqs[s]:
-                p = common_prefix(self.ctx._seqs[s], prompt)
-                if p > reuse + _DONOR_MARGIN:
-                    donor, reuse = s, p
+            p = common_prefix(seqs[s], prompt) if seqs[s] else 0
+            if p > reuse:
+                donor, reuse = s, p
+        # Continue the donor in place when that loses nothing worth keeping: the prompt repeats or extends
+        # everything the donor holds (a retry, the next chat turn). Otherwise copy its prefix into a free
+        # sequence (else the least recently used idle one), so the donor's own tail stays cached for later.
+        lossless = donor is not None and reuse >= min(len(prompt), len(seqs[donor])) - 1
+        if donor is not None and donor in spare and lossless:
+            target = donor
+        else:
+            target = min(spare, key=lambda s: (self._state[s] != _FREE, s == donor, self._last_used[s]))
+        if donor == target:
+            donor = None
         reuse = min(reuse, len(prompt) - 1)  # the last prompt token is decoded again for its logits
         others = sorted((s for s in spare if s != target), key=lambda s: (self._state[s] != _FREE,
                                                                           self._last_used[s]))[:req.n - 1]
         need = len(prompt) - reuse + req.n
         if not self._make_room(need, keep={target, *others} | ({donor} if donor is not None else set())):
             return False
+        if donor is not None and not self.ctx._seqs[donor]:
+            donor = None  # alone, _make_room may have dropped the donor (or the target) to fit the prompt
+        source = target if donor is None else donor
+        reuse = min(reuse, common_prefix(self.ctx._seqs[source], prompt))
         try:
             samplers = self._samplers(req)
         except ValueError as exc:
