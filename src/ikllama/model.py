@@ -41,6 +41,9 @@ def _check_gguf_file(path: Path) -> None:
         head = f.read(8)
     if len(head) < 8 or head[:4] != _GGUF_MAGIC:
         raise ModelLoadError(f"{path} is not a GGUF file (magic {head[:4]!r}, expected b'GGUF')")
+    from .gguf_check import check_gguf
+
+    check_gguf(path)
 
 
 def _read_str(fn: Any, *args: Any) -> str | None:
@@ -77,6 +80,10 @@ class Model(NativeHandle):
     def _load(cls, path: Path, config: ModelConfig) -> Model:
         config.validate()
         _check_gguf_file(path)
+        if config.untrusted:
+            from .untrusted import probe_in_child
+
+            probe_in_child(path)
         ensure_init()
         _params.check_split_devices(config)
         params = _params.ModelParams(config)
