@@ -52,6 +52,8 @@ class ModelConfig:
     mtp: bool = False
     kv_overrides: Mapping[str, KvOverrideValue] = field(default_factory=dict)
     progress: ProgressCallback | bool | None = None
+    #: also load the file once with ``vocab_only`` in a spawned child (see ``ikllama.untrusted``)
+    untrusted: bool = False
 
     # -- builders (slm_inference style) ---------------------------------------------------------
     def with_n_gpu_layers(self, n: int) -> ModelConfig:
@@ -89,6 +91,15 @@ class ModelConfig:
         from .model import Model
 
         return Model._load(Path(path), self)
+
+    def load_hf(self, repo_id: str, filename: str, revision: str | None = None) -> Model:
+        """Fetch ``filename`` (or a glob) from a Hugging Face repo (:func:`ikllama.hf.hf_file`) and load it.
+
+        Needs the ``hf`` extra. Returns an owning :class:`Model`, as :meth:`load_gguf` does.
+        """
+        from .hf import hf_file
+
+        return self.load_gguf(hf_file(repo_id, filename, revision))
 
     # -- validation ---------------------------------------------------------------------------------
     def validate(self) -> None:

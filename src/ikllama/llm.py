@@ -89,6 +89,16 @@ class LLM:
             self.formatter = Formatter.for_model(self.model, chat_template)
         self._name = os.path.basename(self.model_path)
 
+    @classmethod
+    def from_pretrained(cls, repo_id: str, filename: str, revision: str | None = None, **kwargs: Any) -> LLM:
+        """An :class:`LLM` on a GGUF from a Hugging Face repo (:func:`ikllama.hf.hf_file`; ``hf`` extra).
+
+        ``filename`` may be a glob naming one model; ``kwargs`` go to :class:`LLM`. Close it as usual.
+        """
+        from .hf import hf_file
+
+        return cls(hf_file(repo_id, filename, revision), **kwargs)
+
     # -- lifetime ---------------------------------------------------------------------------------------
     def close(self) -> None:
         """Free the context, the embedding context (if any) and the model."""
