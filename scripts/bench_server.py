@@ -21,12 +21,16 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# A new connection per request for both servers: ik's HTTP server closes idle keep-alive connections after 5 s,
+# and a client that reuses one of those sees "server disconnected" instead of an answer.
+FRESH = httpx.Limits(max_keepalive_connections=0)
 
 
 def start(kind: str, model: Path, port: int, args: argparse.Namespace, n_ctx: int, parallel: int) -> subprocess.Popen:
@@ -37,7 +41,9 @@ def start(kind: str, model: Path, port: int, args: argparse.Namespace, n_ctx: in
     else:
         cmd = [sys.executable, "-m", "ikllama", "serve", *common, "--log-level", "warning"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")} if kind == "ours" else None
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    log = Path(tempfile.gettempdir()) / f"bench_server_{kind}_{port}.log"  # kept for a post-mortem
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -90,7 +96,7 @@ def user_prompt(i: int, words: int) -> list[dict]:
 
 
 async def sweep(base: str, conc: int, tokens: int, per_client: int) -> dict:
-    async with httpx.AsyncClient(base_url=base, timeout=600) as c:
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=FRESH) as c:
         await stream_one(c, user_prompt(999, 20), 4)  # warm-up
 
         async def worker(w: int) -> list[dict]:
@@ -110,7 +116,7 @@ async def sweep(base: str, conc: int, tokens: int, per_client: int) -> dict:
 
 async def interference(base: str, streams: int, long_words: int) -> dict:
     """``streams`` clients decode; a long prompt arrives; their worst gap while it is prefilled."""
-    async with httpx.AsyncClient(base_url=base, timeout=600) as c:
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=FRESH) as c:
         await stream_one(c, user_prompt(998, 20), 4)
         decoding = [asyncio.create_task(stream_one(c, user_prompt(i, 10), 200)) for i in range(streams)]
         await asyncio.sleep(1.0)
@@ -130,7 +136,7 @@ async def interference(base: str, streams: int, long_words: int) -> dict:
 async def shared_prefix(base: str, requests: int) -> dict:
     system = {"role": "system", "content": "You are a careful assistant. " + " ".join(
         f"Rule {k}: answer briefly and cite item{k}." for k in range(90))}
-    async with httpx.AsyncClient(base_url=base, timeout=600) as c:
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=FRESH) as c:
         rs = [await stream_one(c, [system, {"role": "user", "content": f"Question {i}?"}], 8) for i in range(requests)]
     return {"ttft_first": rs[0]["ttft"], "ttft_rest": statistics.median(r["ttft"] for r in rs[1:]),
             "cached": rs[-1]["cached"]}
