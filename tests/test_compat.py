@@ -18,7 +18,7 @@ from ikllama.compat import (Llama, LlamaGrammar, LlamaPromptLookupDecoding, Llam
                             StoppingCriteriaList)
 
 PROMPT = "The capital of France is"
-SRC = str(Path(__file__).resolve().parent.parent / "src")
+SRC = str(Path(ikllama.__file__).resolve().parent.parent)  # src/ in a checkout, site-packages when installed
 
 
 @pytest.fixture(scope="module")

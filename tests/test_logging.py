@@ -39,9 +39,13 @@ def test_model_load_logs_through_logging(caplog, smollm_path):
     assert all("\n" not in line for line in lines)
 
 
-def test_native_failure_message_carries_native_lines(tmp_path, smollm_path):
-    cut = tmp_path / "cut.gguf"
-    cut.write_bytes(smollm_path.read_bytes()[:2_000_000])
+def test_native_failure_message_carries_native_lines(tmp_path):
+    # A well-formed file (so the validator lets it through) naming an architecture ik does not know.
+    from ikllama.testing.hostile_gguf import string, tiny_llama
+
+    path = tmp_path / "unknown-arch.gguf"
+    tiny_llama().set("general.architecture", string("nonesuch")).write(path)
     with pytest.raises(ikllama.ModelLoadError) as info:
-        ikllama.ModelConfig().load_gguf(cut)
+        ikllama.ModelConfig().load_gguf(path)
     assert "ik_llama.cpp said:" in str(info.value)
+    assert "unknown model architecture: 'nonesuch'" in str(info.value)
