@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 import ikllama
 from ikllama.errors import ModelLoadError
-from ikllama.gguf_check import check_gguf
-from ikllama.gguf_rules import GGML_TYPE_COUNT, GGML_TYPES, GGUFFormatError
+from ikllama.modelfile.check import check_gguf
+from ikllama.modelfile.rules import GGML_TYPE_COUNT, GGML_TYPES, GGUFFormatError
 from ikllama.testing.hostile_gguf import (T_ARRAY, T_BOOL, T_FLOAT32, T_INT32, T_STRING, T_UINT8, T_UINT32, Doc,
                                           Tensor, array, f32, i32, string, tiny_llama, u32, u64)
 
@@ -340,13 +340,13 @@ def test_untrusted_probe_loads_in_child(tmp_path):
 
 def test_untrusted_probe_survives_a_child_that_dies(tmp_path):
     """A file ik kills the process on after a validator bypass: the probe reports the signal."""
-    from ikllama.untrusted import probe_in_child
+    from ikllama.modelfile.untrusted import probe_in_child
 
     path = _written(tmp_path, _tokens(["<unk>", "<s>", "</s>", "hello"]))
-    code = ("import sys, ikllama.gguf_rules as r; r.check_metadata = lambda *a: None; "
-            "import ikllama.untrusted as u; sys.exit(u._child_main(sys.argv[1]))")
+    code = ("import sys, ikllama.modelfile.rules as r; r.check_metadata = lambda *a: None; "
+            "import ikllama.modelfile.untrusted as u; sys.exit(u._child_main(sys.argv[1]))")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120,
-                          env=__import__("ikllama.untrusted", fromlist=["_child_env"])._child_env())
+                          env=__import__("ikllama.modelfile.untrusted", fromlist=["_child_env"])._child_env())
     assert proc.returncode < 0 and b"out_of_range" in proc.stderr  # ik terminates on the byte fallback
     with pytest.raises(ModelLoadError, match="byte tokens"):
         probe_in_child(path)

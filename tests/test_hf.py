@@ -1,4 +1,4 @@
-"""ikllama.hf against a Hugging Face cache the test lays out itself (HF_HUB_CACHE, HF_HUB_OFFLINE=1)."""
+"""ikllama.modelfile.hf against a Hugging Face cache the test lays out itself (HF_HUB_CACHE, HF_HUB_OFFLINE=1)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 import ikllama
 from ikllama.errors import ModelFetchError
-from ikllama.hf import hf_file
+from ikllama.modelfile.hf import hf_file
 from ikllama.llm import LLM
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -1,4 +1,4 @@
-"""ikllama.gguf_info.inspect and ``ikllama info MODEL``: read with gguf-py, checked against the loaded model."""
+"""ikllama.modelfile.info.inspect and ``ikllama info MODEL``: read with gguf-py, checked against the loaded model."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 
 from ikllama.cli import main as cli_main
 from ikllama.enums import GgmlType
-from ikllama.gguf_info import GGUFReadError, inspect, read_gguf
+from ikllama.modelfile.info import GGUFReadError, inspect, read_gguf
 from ikllama.kvcache import kv_cache_bytes
-from ikllama.quantize import quantize
+from ikllama.modelfile.quantize import quantize
 
 
 def test_inspect_agrees_with_the_loaded_model(smollm, smollm_path):

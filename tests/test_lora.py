@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import next_logits
 
-from ikllama.lora import (LoraError, clear_control_vector, clear_loras, load_control_vector, load_lora,
+from ikllama.modelfile.lora import (LoraError, clear_control_vector, clear_loras, load_control_vector, load_lora,
                           remove_lora, set_control_vector, set_lora)
 
 PROMPT = "The capital of France is"

@@ -10,7 +10,7 @@ import pytest
 
 from ikllama.cli import main as cli_main
 from ikllama.errors import UnsupportedConfigError
-from ikllama.quantize import FileType, QuantizeError, file_types, ggml_type_id, quantize
+from ikllama.modelfile.quantize import FileType, QuantizeError, file_types, ggml_type_id, quantize
 
 _QUANT_OPTION = re.compile(r'\{\s*"(\w+)",\s*LLAMA_FTYPE_(\w+),')
 _FTYPE_ENUM = re.compile(r"^\s*LLAMA_FTYPE_(\w+)\s*=\s*(\d+),", re.M)

@@ -1,4 +1,4 @@
-"""Split GGUF models: ikllama.split writes shards, ik loads them from the first one, merging restores the file."""
+"""Split GGUF models: ikllama.modelfile.split writes shards, ik loads them from the first one, merging restores the file."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 
 import ikllama
 from ikllama.cli import main as cli_main
-from ikllama.gguf_info import inspect, split_paths
-from ikllama.quantize import quantize
-from ikllama.split import merge_gguf, parse_size, split_gguf
+from ikllama.modelfile.info import inspect, split_paths
+from ikllama.modelfile.quantize import quantize
+from ikllama.modelfile.split import merge_gguf, parse_size, split_gguf
 
 from helpers import next_logits
 

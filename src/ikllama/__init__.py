@@ -78,28 +78,28 @@ _EXPORTS = {
     "ClosedError": "errors",
     "UnsupportedConfigError": "errors",
     "ConcurrentUseError": "errors",
-    "check_gguf": "gguf_check",
-    "GGUFSummary": "gguf_check",
-    "GGUFFormatError": "gguf_rules",
-    "FileType": "quantize",
-    "QuantizeError": "quantize",
-    "QuantizeResult": "quantize",
-    "quantize": "quantize",
-    "inspect": "gguf_info",
-    "ModelInfo": "gguf_info",
-    "GGUFReadError": "gguf_info",
-    "split_gguf": "split",
-    "merge_gguf": "split",
-    "hf_file": "hf",
-    "LoraAdapter": "lora",
-    "LoraError": "lora",
-    "load_lora": "lora",
-    "set_lora": "lora",
-    "remove_lora": "lora",
-    "clear_loras": "lora",
-    "load_control_vector": "lora",
-    "set_control_vector": "lora",
-    "clear_control_vector": "lora",
+    "check_gguf": "modelfile.check",
+    "GGUFSummary": "modelfile.check",
+    "GGUFFormatError": "modelfile.rules",
+    "FileType": "modelfile.quantize",
+    "QuantizeError": "modelfile.quantize",
+    "QuantizeResult": "modelfile.quantize",
+    "quantize": "modelfile.quantize",
+    "inspect": "modelfile.info",
+    "ModelInfo": "modelfile.info",
+    "GGUFReadError": "modelfile.info",
+    "split_gguf": "modelfile.split",
+    "merge_gguf": "modelfile.split",
+    "hf_file": "modelfile.hf",
+    "LoraAdapter": "modelfile.lora",
+    "LoraError": "modelfile.lora",
+    "load_lora": "modelfile.lora",
+    "set_lora": "modelfile.lora",
+    "remove_lora": "modelfile.lora",
+    "clear_loras": "modelfile.lora",
+    "load_control_vector": "modelfile.lora",
+    "set_control_vector": "modelfile.lora",
+    "clear_control_vector": "modelfile.lora",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -145,11 +145,11 @@ if TYPE_CHECKING:
     from .model import Model
     from .models import default_model
     from .perplexity import PerplexityResult, perplexity
-    from .gguf_check import GGUFSummary, check_gguf
-    from .gguf_info import GGUFReadError, ModelInfo, inspect
-    from .gguf_rules import GGUFFormatError
-    from .hf import hf_file
-    from .lora import (LoraAdapter, LoraError, clear_control_vector, clear_loras, load_control_vector, load_lora,
-                       remove_lora, set_control_vector, set_lora)
-    from .quantize import FileType, QuantizeError, QuantizeResult, quantize
-    from .split import merge_gguf, split_gguf
+    from .modelfile.check import GGUFSummary, check_gguf
+    from .modelfile.info import GGUFReadError, ModelInfo, inspect
+    from .modelfile.rules import GGUFFormatError
+    from .modelfile.hf import hf_file
+    from .modelfile.lora import (LoraAdapter, LoraError, clear_control_vector, clear_loras, load_control_vector,
+                                 load_lora, remove_lora, set_control_vector, set_lora)
+    from .modelfile.quantize import FileType, QuantizeError, QuantizeResult, quantize
+    from .modelfile.split import merge_gguf, split_gguf

@@ -52,7 +52,7 @@ class ModelConfig:
     mtp: bool = False
     kv_overrides: Mapping[str, KvOverrideValue] = field(default_factory=dict)
     progress: ProgressCallback | bool | None = None
-    #: also load the file once with ``vocab_only`` in a spawned child (see ``ikllama.untrusted``)
+    #: also load the file once with ``vocab_only`` in a spawned child (see ``ikllama.modelfile.untrusted``)
     untrusted: bool = False
 
     # -- builders (slm_inference style) ---------------------------------------------------------
@@ -93,11 +93,11 @@ class ModelConfig:
         return Model._load(Path(path), self)
 
     def load_hf(self, repo_id: str, filename: str, revision: str | None = None) -> Model:
-        """Fetch ``filename`` (or a glob) from a Hugging Face repo (:func:`ikllama.hf.hf_file`) and load it.
+        """Fetch ``filename`` (or a glob) from a Hugging Face repo (:func:`ikllama.modelfile.hf.hf_file`) and load it.
 
         Needs the ``hf`` extra. Returns an owning :class:`Model`, as :meth:`load_gguf` does.
         """
-        from .hf import hf_file
+        from .modelfile.hf import hf_file
 
         return self.load_gguf(hf_file(repo_id, filename, revision))
 

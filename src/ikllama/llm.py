@@ -91,11 +91,11 @@ class LLM:
 
     @classmethod
     def from_pretrained(cls, repo_id: str, filename: str, revision: str | None = None, **kwargs: Any) -> LLM:
-        """An :class:`LLM` on a GGUF from a Hugging Face repo (:func:`ikllama.hf.hf_file`; ``hf`` extra).
+        """An :class:`LLM` on a GGUF from a Hugging Face repo (:func:`ikllama.modelfile.hf.hf_file`; ``hf`` extra).
 
         ``filename`` may be a glob naming one model; ``kwargs`` go to :class:`LLM`. Close it as usual.
         """
-        from .hf import hf_file
+        from .modelfile.hf import hf_file
 
         return cls(hf_file(repo_id, filename, revision), **kwargs)
 

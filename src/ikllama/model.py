@@ -41,7 +41,7 @@ def _check_gguf_file(path: Path) -> None:
         head = f.read(8)
     if len(head) < 8 or head[:4] != _GGUF_MAGIC:
         raise ModelLoadError(f"{path} is not a GGUF file (magic {head[:4]!r}, expected b'GGUF')")
-    from .gguf_check import check_gguf
+    from .modelfile.check import check_gguf
 
     check_gguf(path)
 
@@ -81,7 +81,7 @@ class Model(NativeHandle):
         config.validate()
         _check_gguf_file(path)
         if config.untrusted:
-            from .untrusted import probe_in_child
+            from .modelfile.untrusted import probe_in_child
 
             probe_in_child(path)
         ensure_init()

@@ -9,13 +9,13 @@ import sys
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from ..errors import ModelLoadError
-    from ..gguf_check import check_gguf
+    from ..modelfile.check import check_gguf
 
     try:
         summary = check_gguf(args.model)
         probe = None
         if args.untrusted:
-            from ..untrusted import probe_in_child
+            from ..modelfile.untrusted import probe_in_child
 
             probe = probe_in_child(args.model, timeout=args.timeout)
     except (ModelLoadError, OSError) as exc:

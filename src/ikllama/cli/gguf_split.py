@@ -1,4 +1,4 @@
-"""``ikllama gguf-split``: split a GGUF model into shards or merge shards (:mod:`ikllama.split`)."""
+"""``ikllama gguf-split``: split a GGUF model into shards or merge shards (:mod:`ikllama.modelfile.split`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 def _cmd(args: argparse.Namespace) -> int:
     from ..errors import IkLlamaError
-    from ..split import merge_gguf, split_gguf
+    from ..modelfile.split import merge_gguf, split_gguf
 
     try:
         if args.merge:

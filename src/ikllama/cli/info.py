@@ -1,5 +1,5 @@
 """``ikllama info``: the build (version, upstream commit, backends, CPU features, RPC), or with a MODEL
-argument what the GGUF file holds (:func:`ikllama.gguf_info.inspect`)."""
+argument what the GGUF file holds (:func:`ikllama.modelfile.info.inspect`)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def _print_model(m, tensors: bool) -> None:  # noqa: ANN001 - a ModelInfo
 
 def _cmd_model(args: argparse.Namespace) -> int:
     from ..errors import IkLlamaError
-    from ..gguf_info import inspect
+    from ..modelfile.info import inspect
 
     try:
         m = inspect(args.model, n_ctx=args.n_ctx, kv_type=args.kv, kv_type_v=args.kv_v)

@@ -1,4 +1,4 @@
-"""``ikllama quantize IN OUT TYPE``: ik's quantizer through :func:`ikllama.quantize.quantize`."""
+"""``ikllama quantize IN OUT TYPE``: ik's quantizer through :func:`ikllama.quantize`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 
 def _list_types() -> int:
-    from ..quantize import file_types
+    from ..modelfile.quantize import file_types
 
     print(f"{'name':<12} {'ftype':>5} {'main type':<11} {'bpw':>6}  description")
     for ft in file_types():
@@ -33,7 +33,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         print("ikllama quantize: IN OUT TYPE are required (or --list-types)", file=sys.stderr)
         return 2
     from ..errors import IkLlamaError
-    from ..quantize import quantize
+    from ..modelfile.quantize import quantize
 
     try:
         result = quantize(args.input, args.output, args.type, nthread=args.nthread,

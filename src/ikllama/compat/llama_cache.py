@@ -7,6 +7,7 @@ recently used evicted past ``capacity_bytes``), ``LlamaDiskCache`` in a director
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import logging
 import os
@@ -37,7 +38,7 @@ class LlamaState:
     seed: int
 
 
-class BaseLlamaCache:
+class BaseLlamaCache(abc.ABC):
     """What ``Llama.set_cache`` takes: ``cache[tokens]`` (longest-prefix lookup), ``cache[tokens] = state``,
     ``tokens in cache`` and ``cache_size`` in bytes."""
 
@@ -47,11 +48,13 @@ class BaseLlamaCache:
         self.capacity_bytes = capacity_bytes
 
     @property
+    @abc.abstractmethod
     def cache_size(self) -> int:
-        raise NotImplementedError
+        """Bytes the stored states take."""
 
+    @abc.abstractmethod
     def _keys(self) -> list[tuple[int, ...]]:
-        raise NotImplementedError
+        """The token tuples that have a stored state."""
 
     def _find_prefix_key(self, key: tuple[int, ...]) -> tuple[int, ...] | None:
         best, best_len = None, 0
@@ -61,14 +64,16 @@ class BaseLlamaCache:
                 best, best_len = k, n
         return best
 
+    @abc.abstractmethod
     def __getitem__(self, key: Sequence[int]) -> LlamaState:
-        raise NotImplementedError
+        """The state stored for the longest cached prefix of ``key`` (KeyError if none)."""
 
     def __contains__(self, key: Sequence[int]) -> bool:
         return self._find_prefix_key(tuple(key)) is not None
 
+    @abc.abstractmethod
     def __setitem__(self, key: Sequence[int], value: LlamaState) -> None:
-        raise NotImplementedError
+        """Store ``value`` for ``key``, dropping old states to stay under ``capacity_bytes``."""
 
 
 class LlamaRAMCache(BaseLlamaCache):

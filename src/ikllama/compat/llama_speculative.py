@@ -20,7 +20,7 @@ class LlamaDraftModel(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, input_ids: np.ndarray, /, **kwargs: Any) -> np.ndarray:
-        raise NotImplementedError
+        """The drafted token ids to verify after ``input_ids``."""
 
 
 class LlamaPromptLookupDecoding(LlamaDraftModel):

@@ -16,11 +16,11 @@ class BaseLlamaTokenizer(abc.ABC):
 
     @abc.abstractmethod
     def tokenize(self, text: bytes, add_bos: bool = True, special: bool = True) -> list[int]:
-        raise NotImplementedError
+        """The token ids of ``text``."""
 
     @abc.abstractmethod
     def detokenize(self, tokens: list[int], prev_tokens: list[int] | None = None, special: bool = False) -> bytes:
-        raise NotImplementedError
+        """The bytes of ``tokens`` (``prev_tokens`` give the context for leading spaces)."""
 
 
 class LlamaTokenizer(BaseLlamaTokenizer):

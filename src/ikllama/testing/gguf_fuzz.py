@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..gguf_check import check_gguf
-from ..gguf_rules import T_ARRAY, T_STRING
+from ..modelfile.check import check_gguf
+from ..modelfile.rules import T_ARRAY, T_STRING
 from .hostile_gguf import (T_BOOL, T_FLOAT32, T_INT32, T_UINT8, T_UINT32, Doc, Tensor, array, f32, string,
                            tiny_llama, u32)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .gguf_info import GgufFile, read_gguf, split_paths
+from .info import GgufFile, read_gguf, split_paths
 
 __all__ = ["split_gguf", "merge_gguf", "parse_size"]
 

@@ -4,7 +4,7 @@ ik's GGUF parser (the old C parser in ``ggml.c``) and its loaders abort the proc
 malformed inputs (see ``docs``: reliability research). This module reads the header, every
 metadata entry and every tensor info through a read-only ``mmap`` — never allocating by a count
 from the file before checking it against the bytes left — and then applies the metadata rules
-of :mod:`ikllama.gguf_rules`. Tensor data is never touched, so validation costs milliseconds
+of :mod:`ikllama.modelfile.rules`. Tensor data is never touched, so validation costs milliseconds
 even for multi-GB files (most of it is walking the tokenizer's string arrays).
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .gguf_rules import (GGML_TYPE_COUNT, GGML_TYPE_I2_S, GGML_TYPES, KV, T_ARRAY, T_STRING, GGUFFormatError,
+from .rules import (GGML_TYPE_COUNT, GGML_TYPE_I2_S, GGML_TYPES, KV, T_ARRAY, T_STRING, GGUFFormatError,
                          check_metadata)
 
 __all__ = ["check_gguf", "GGUFFormatError", "GGUFSummary"]

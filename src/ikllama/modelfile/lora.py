@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _log
-from ._lib import ffi, lib
-from .errors import ClosedError, IkLlamaError, with_native
+from .. import _log
+from .._lib import ffi, lib
+from ..errors import ClosedError, IkLlamaError, with_native
 
 if TYPE_CHECKING:
-    from .context import Context
-    from .model import Model
+    from ..context import Context
+    from ..model import Model
 
 __all__ = ["LoraError", "LoraAdapter", "load_lora", "set_lora", "remove_lora", "clear_loras",
            "load_control_vector", "set_control_vector", "clear_control_vector"]
@@ -81,8 +81,8 @@ def load_lora(model: Model, path: str | os.PathLike[str]) -> LoraAdapter:
     Raises :class:`LoraError` with ik's reason (another architecture, a tensor missing from the model,
     wrong shapes). The adapter lives until :meth:`LoraAdapter.close` or until the model is freed.
     """
-    from .backend import ensure_init
-    from .model import _check_gguf_file
+    from ..backend import ensure_init
+    from ..model import _check_gguf_file
 
     p = Path(path)
     try:
@@ -142,7 +142,7 @@ def load_control_vector(paths: str | os.PathLike[str] | Sequence[Any] | Mapping[
     ``paths`` is one file, a list of files or ``{file: strength}``; vectors are summed with their
     strengths as ik's common code does. Row ``i`` is layer ``i + 1`` (layer 0 has no vector).
     """
-    from .gguf_info import read_gguf
+    from .info import read_gguf
 
     if isinstance(paths, Mapping):
         items = list(paths.items())

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._lib import ffi, lib
-from .errors import IkLlamaError
+from .._lib import ffi, lib
+from ..errors import IkLlamaError
 
 __all__ = ["GGUFReadError", "TensorInfo", "GgufFile", "ModelInfo", "KvEstimate", "read_gguf", "inspect",
            "split_paths"]
@@ -96,7 +96,7 @@ def read_gguf(path: str | os.PathLike[str]) -> GgufFile:
     Raises ``FileNotFoundError`` / :class:`GGUFReadError` for a missing or malformed file.
     Returns plain data; the file is not kept open.
     """
-    from .model import _check_gguf_file
+    from ..model import _check_gguf_file
 
     p = Path(path)
     try:
@@ -221,7 +221,7 @@ def _scalar(meta: dict[str, Any], key: str) -> Any:
 
 
 def _kv_estimate(meta: dict[str, Any], arch: str, n_ctx: int, type_k: str, type_v: str, flash_attn: bool) -> KvEstimate:
-    from .kvcache import padded_n_ctx
+    from ..kvcache import padded_n_ctx
     from .quantize import ggml_type_id
 
     if n_ctx <= 0:

@@ -1,13 +1,13 @@
 """``untrusted=True``: load a model file once in a spawned child before the caller loads it.
 
-:func:`ikllama.gguf_check.check_gguf` rejects every malformed file it knows about; whatever it
+:func:`ikllama.modelfile.check.check_gguf` rejects every malformed file it knows about; whatever it
 does not know (an assert deeper in ik's vocabulary code, a tokenizer that terminates on the
 first call) can still kill a process. :func:`probe_in_child` therefore starts a fresh Python
 interpreter that loads the file with ``vocab_only=True``, tokenizes and detokenizes probe
 strings and renders every token's piece. If that child dies by a signal, hangs or reports an
 error, the caller gets a :class:`~ikllama.errors.ModelLoadError` and stays alive.
 
-The child runs ``python -m ikllama.untrusted PATH`` with core dumps off and a ``PATH`` without
+The child runs ``python -m ikllama.modelfile.untrusted PATH`` with core dumps off and a ``PATH`` without
 gdb/lldb (ik's abort handler would otherwise attach a debugger for seconds before dying).
 """
 
@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 __all__ = ["probe_in_child", "PROBE_TEXTS"]
 
@@ -55,7 +55,7 @@ def probe_in_child(path: str | os.PathLike[str], timeout: float = 120.0) -> dict
     Returns the child's report (``n_vocab``, ``n_probe_tokens``). Raises ``ModelLoadError`` when
     the child is killed by a signal, exceeds ``timeout`` seconds or reports an error.
     """
-    cmd = [sys.executable, "-m", "ikllama.untrusted", os.fspath(path)]
+    cmd = [sys.executable, "-m", "ikllama.modelfile.untrusted", os.fspath(path)]
     try:
         proc = subprocess.run(cmd, capture_output=True, env=_child_env(), timeout=timeout, check=False,
                               stdin=subprocess.DEVNULL)
@@ -90,7 +90,7 @@ def _child_main(path: str) -> int:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (ImportError, ValueError, OSError):
         pass
-    from .config import ModelConfig
+    from ..config import ModelConfig
 
     try:
         with ModelConfig(vocab_only=True).load_gguf(path) as model:

@@ -1,4 +1,4 @@
-"""Tables and metadata rules used by :func:`ikllama.gguf_check.check_gguf`.
+"""Tables and metadata rules used by :func:`ikllama.modelfile.check.check_gguf`.
 
 The tensor type table mirrors ``enum ggml_type`` of the vendored ik_llama.cpp
 (``ggml/include/ggml.h``) together with ik's ``type_traits`` block size, type size and row
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
 __all__ = ["GGUFFormatError", "GGML_TYPES", "VALUE_TYPE_NAMES", "check_metadata"]
 

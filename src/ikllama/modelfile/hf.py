@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelFetchError
+from ..errors import ModelFetchError
 
 __all__ = ["hf_file", "hf_offline"]
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from . import _log
-from ._ftypes import ALIASES, FTYPES
-from ._lib import ffi, lib
-from .backend import ensure_init
-from .errors import IkLlamaError, UnsupportedConfigError, with_native
+from .. import _log
+from .ftypes import ALIASES, FTYPES
+from .._lib import ffi, lib
+from ..backend import ensure_init
+from ..errors import IkLlamaError, UnsupportedConfigError, with_native
 
 __all__ = ["FileType", "QuantizeError", "QuantizeResult", "quantize", "file_types", "ggml_type_id",
            "ggml_type_names"]
@@ -209,7 +209,7 @@ def _tensor_classes(tensor_types: TensorTypes | None) -> dict[str, int]:
 
 def _check_source(src: Path, allow_requantize: bool) -> tuple[int, int]:
     """Validate the input and return (tensor data bytes, header bytes); refuse a quantized source unless allowed."""
-    from .gguf_info import read_gguf
+    from .info import read_gguf
 
     info = read_gguf(src)
     if not allow_requantize:
