@@ -57,7 +57,6 @@ class ServerState:
         self.load_error: BaseException | None = None
         self.started = time.time()
         self._embedder: Any = None
-        self._embed_lock = asyncio.Lock()
 
     def load(self) -> None:
         """Load the model, build the shared context and start the engine (runs in a worker thread)."""
@@ -105,8 +104,7 @@ class ServerState:
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """Pooled, normalized embeddings from a context of their own (built on first use)."""
-        async with self._embed_lock:
-            return await asyncio.to_thread(self._embed_sync, texts)
+        return await asyncio.wrap_future(self.engine.call(lambda: self._embed_sync(texts)))
 
     def _embed_sync(self, texts: list[str]) -> np.ndarray:
         if self._embedder is None:
