@@ -47,7 +47,7 @@ class Engine:
         self.ctx = ctx
         self.model = ctx.model
         self.n_seq = ctx.n_seq_max
-        self.prefill_budget = min(prefill_budget or ctx.n_ubatch, ctx.n_batch)
+        self.prefill_budget = min(prefill_budget or 128, ctx.n_ubatch, ctx.n_batch)
         self.idle_cache = idle_cache
         self.metrics = metrics
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -323,8 +323,11 @@ class Engine:
     # -- one step -----------------------------------------------------------------------------------
     def _step(self) -> None:
         decoding = [c for j in self._jobs if not j.prefilling for c in j.choices if c.pending is not None]
-        budget = max(self.prefill_budget - len(decoding), min(32, self.prefill_budget))
-        budget = min(budget, self.ctx.n_batch - len(decoding))
+        if decoding:  # a step's time is every decoder's inter-token gap: keep its prompt share small
+            budget = max(self.prefill_budget - len(decoding), min(32, self.prefill_budget))
+            budget = min(budget, self.ctx.n_batch - len(decoding))
+        else:  # nobody waits for a token: prompts go in at full speed
+            budget = self.ctx.n_ubatch
         chunks: list[tuple[Job, int]] = []
         for job in self._jobs:
             if budget <= 0:
