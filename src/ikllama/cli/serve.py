@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-np", "--parallel", type=int, default=None, help="sequences decoded together")
     p.add_argument("-b", "--batch-size", dest="n_batch", type=int, default=None)
     p.add_argument("-ub", "--ubatch-size", dest="n_ubatch", type=int, default=None)
-    p.add_argument("--prefill-budget", type=int, default=None, help="prompt tokens per step (default: ubatch)")
+    p.add_argument("--prefill-budget", type=int, default=None, help="prompt tokens per step while others decode (default 128)")
     p.add_argument("-t", "--threads", type=int, default=None)
     p.add_argument("-tb", "--threads-batch", type=int, default=None)
     p.add_argument("-fa", "--flash-attn", choices=("on", "off"), default=None)
