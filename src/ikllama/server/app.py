@@ -74,7 +74,7 @@ class ServerState:
             self.ctx = b.build()
             self.formatter = Formatter.for_model(self.model, s.chat_template)
             self.fingerprint = "ikllama-" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
-            self.engine = Engine(self.ctx, prefill_budget=s.step_prefill_budget, idle_cache=s.idle_cache,
+            self.engine = Engine(self.ctx, prefill_budget=s.prefill_budget, idle_cache=s.idle_cache,
                                  metrics=self.metrics)
             self.metrics.engine = self.engine
             self.client = EngineClient(self.engine, s.max_queue)

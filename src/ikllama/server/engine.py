@@ -42,17 +42,16 @@ class Engine:
     :meth:`shutdown` returns (then the caller closes it).
     """
 
-    def __init__(self, ctx: Context, *, prefill_budget: int | None = None, idle_cache: bool = True,
+    def __init__(self, ctx: Context, *, prefill_budget: int = 128, idle_cache: bool = True,
                  metrics: Any = None):
         self.ctx = ctx
         self.model = ctx.model
         self.n_seq = ctx.n_seq_max
-        self.prefill_budget = min(prefill_budget or 128, ctx.n_ubatch, ctx.n_batch)
+        self.prefill_budget = min(prefill_budget, ctx.n_ubatch, ctx.n_batch)
         self.idle_cache = idle_cache
         self.metrics = metrics
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._waiting: deque[GenRequest] = deque()
-        self._calls: deque[_Call] = deque()
         self._jobs: list[Job] = []
         self._state = [_FREE] * self.n_seq
         self._last_used = [0.0] * self.n_seq
@@ -179,7 +178,6 @@ class Engine:
             self._accepting = False
             if not self._jobs and not self._waiting:
                 return False
-        self._run_calls()
         self._reap_cancelled()
         self._admit()
         if self._jobs:
@@ -195,22 +193,13 @@ class Engine:
                 if item is StopIteration:
                     go_on = False
                 elif isinstance(item, _Call):
-                    self._calls.append(item)
+                    item.run()  # between steps, like everything else the engine does
                 elif item is not None:
                     self._waiting.append(item)
                 item = self._inbox.get_nowait()
         except queue.Empty:
             pass
         return go_on and self._accepting
-
-    def _run_calls(self) -> None:
-        while self._calls:
-            call = self._calls.popleft()
-            if call.future.set_running_or_notify_cancel():
-                try:
-                    call.future.set_result(call.fn())
-                except BaseException as exc:  # the caller gets it; the engine goes on
-                    call.future.set_exception(exc)
 
     def _reap_cancelled(self) -> None:
         if any(r.cancelled for r in self._waiting):
@@ -439,9 +428,6 @@ class Engine:
             job.request.sink(error)
 
     def _fail_all(self, status: int, message: str) -> None:
-        for call in self._calls:
-            call.future.set_exception(RuntimeError(message))
-        self._calls.clear()
         for job in list(self._jobs):
             self._end_job(job, error=ErrorEvent(status, message, "unavailable"))
         while self._waiting:
@@ -464,3 +450,10 @@ class _Call:
 
     def __init__(self, fn: Callable[[], Any], future: Future):
         self.fn, self.future = fn, future
+
+    def run(self) -> None:
+        if self.future.set_running_or_notify_cancel():
+            try:
+                self.future.set_result(self.fn())
+            except BaseException as exc:  # the caller gets it; the engine goes on
+                self.future.set_exception(exc)

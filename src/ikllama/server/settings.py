@@ -56,6 +56,3 @@ class ServerSettings(BaseSettings):
             raise ValueError(f"KV cache type {value!r}: use one of {', '.join(_KV_TYPES)}")
         return value
 
-    @property
-    def step_prefill_budget(self) -> int:
-        return min(self.prefill_budget, self.n_ubatch, self.n_batch)
