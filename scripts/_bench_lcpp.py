@@ -44,15 +44,22 @@ print(json.dumps({"pp": statistics.mean(pp), "tg": statistics.mean(tg), "version
 """
 
 
-def venv_python() -> Path:
-    """The llama-cpp-python venv's interpreter, creating and building it on first use (slow: a full compile)."""
+def venv_python(server: bool = False) -> Path:
+    """The llama-cpp-python venv's interpreter, creating and building it on first use (slow: a full compile);
+    with ``server`` also its server extra (pure Python: no second compile)."""
     py = VENV / "bin" / "python"
+    probe = "import llama_cpp.server.app" if server else "import llama_cpp"
+    if py.exists() and subprocess.run([str(py), "-c", probe], capture_output=True).returncode == 0:
+        return py
     if py.exists() and subprocess.run([str(py), "-c", "import llama_cpp"], capture_output=True).returncode == 0:
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "llama-cpp-python[server]"], check=True,
+                       env={**os.environ, "CMAKE_ARGS": CMAKE_ARGS})
         return py
     print(f"building llama-cpp-python into {VENV} (one time, ~15 min on 2 cores)", file=sys.stderr)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS}
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "llama-cpp-python"], check=True, env=env)
+    spec = "llama-cpp-python[server]" if server else "llama-cpp-python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", spec], check=True, env=env)
     return py
 
 

@@ -6,10 +6,18 @@ tokens (checked from the stream). One asyncio/httpx client streams ``/v1/chat/co
 measures on the client side. Runs are interleaved (ours, ik's, ours, ...) and the medians reported,
 because timings on a shared VM drift between runs.
 
-    python scripts/bench_server.py [--model GGUF] [--rounds 3] [--conc 1,4,8,16] [--tokens 64]
+    python scripts/bench_server.py [--model GGUF] [--rounds 3] [--conc 1,4,8,16] [--tokens 64] [--lcpp]
 
 Scenarios: a closed-loop concurrency sweep; prefill interference (streams decoding while a long prompt
-arrives: their worst inter-token gap); a shared system prompt (TTFT with and without prefix reuse).
+arrives: their worst inter-token gap); a shared system prompt (TTFT with and without prefix reuse);
+prompt lookup (a copy task at one client: ours with ``speculative: true`` against both servers'
+plain decoding; ik's server has no prompt lookup at this pin). ``--lcpp`` adds llama-cpp-python's
+server (built once into scripts/_bench_lcpp.py's venv) to the sweep at 1 and 8 clients.
+
+The sweep's prompts are short by default (``--prompt-words 0``: "count from N", about 30 tokens), so it
+measures decoding and scheduling; ``--prompt-words 60`` gives ~230-token prompts, where both servers
+spend most of the time in prefill on 2 cores. Decoders are asked to count, so every generated token
+has visible text and an inter-token gap is never a hole made by invisible special tokens.
 """
 
 from __future__ import annotations
@@ -38,6 +46,14 @@ def start(kind: str, model: Path, port: int, args: argparse.Namespace, n_ctx: in
               "-b", str(args.batch), "-ub", str(args.batch), "-fa", "on"]
     if kind == "ik":
         cmd = [str(ROOT / "build" / "tools" / "bin" / "llama-server"), *common, "--host", "127.0.0.1", "--metrics"]
+    elif kind == "lcpp":  # one request at a time behind its lock: n_ctx is one request's
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import _bench_lcpp
+
+        cmd = [str(_bench_lcpp.venv_python(server=True)), "-m", "llama_cpp.server", "--model", str(model),
+               "--port", str(port), "--host", "127.0.0.1", "--n_ctx", str(min(n_ctx, 2048)), "--n_threads",
+               str(args.threads), "--n_threads_batch", str(args.threads), "--n_batch", str(args.batch),
+               "--n_ubatch", str(args.batch), "--flash_attn", "true"]
     else:
         cmd = [sys.executable, "-m", "ikllama", "serve", *common, "--log-level", "warning"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")} if kind == "ours" else None
@@ -67,12 +83,18 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-async def stream_one(c: httpx.AsyncClient, messages: list[dict], tokens: int) -> dict:
+EOS_BAN: dict[str, float] = {}  # llama-cpp-python's server has no ignore_eos: ban the end tokens instead
+
+
+async def stream_one(c: httpx.AsyncClient, messages: list[dict], tokens: int, **extra: object) -> dict:
     body = {"model": "m", "messages": messages, "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
-            "stream": True, "stream_options": {"include_usage": True}, "cache_prompt": True}
+            "stream": True, "stream_options": {"include_usage": True}, "cache_prompt": True, **extra}
+    if EOS_BAN:
+        body["logit_bias"] = EOS_BAN
     t0 = time.perf_counter()
     stamps: list[float] = []
     usage = None
+    timings: dict = {}
     async with c.stream("POST", "/v1/chat/completions", json=body) as r:
         r.raise_for_status()
         async for line in r.aiter_lines():
@@ -81,32 +103,45 @@ async def stream_one(c: httpx.AsyncClient, messages: list[dict], tokens: int) ->
             chunk = json.loads(line[6:])
             if chunk.get("usage"):
                 usage = chunk["usage"]
+            timings = chunk.get("timings") or timings
             for ch in chunk.get("choices") or []:
                 if (ch.get("delta") or {}).get("content"):
                     stamps.append(time.perf_counter())
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     return {"ttft": stamps[0] - t0 if stamps else float("nan"), "gaps": gaps, "end": time.perf_counter() - t0,
             "n": (usage or {}).get("completion_tokens", len(stamps)),
-            "cached": ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens"), "stamps": stamps}
+            "cached": ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens"), "stamps": stamps,
+            "timings": timings}
 
 
 def user_prompt(i: int, words: int) -> list[dict]:
+    if words <= 0:  # short, and every answer token is visible text
+        return [{"role": "user", "content": f"Request {i}. Count from {i % 50} to 400, separated by commas."}]
     text = " ".join(f"item{(i * 7 + k) % 97}" for k in range(words))
     return [{"role": "user", "content": f"Request {i}: summarise this list: {text}"}]
 
 
-async def sweep(base: str, conc: int, tokens: int, per_client: int) -> dict:
+COPY_TEXT = ("The river rises in the northern hills, runs south through three market towns, and turns east "
+             "below the old stone bridge, where the mill stood until the flood of 1894. ")
+
+
+def copy_prompt(i: int) -> list[dict]:
+    text = f"Note {i}: " + COPY_TEXT * 3
+    return [{"role": "user", "content": f"Repeat the following text exactly, twice:\n{text}"}]
+
+
+async def sweep(base: str, conc: int, tokens: int, per_client: int, words: int, strict: bool = True) -> dict:
     async with httpx.AsyncClient(base_url=base, timeout=600, limits=FRESH) as c:
         await stream_one(c, user_prompt(999, 20), 4)  # warm-up
 
         async def worker(w: int) -> list[dict]:
-            return [await stream_one(c, user_prompt(w * 100 + k, 60), tokens) for k in range(per_client)]
+            return [await stream_one(c, user_prompt(w * 100 + k, words), tokens) for k in range(per_client)]
 
         t0 = time.perf_counter()
         results = [r for rs in await asyncio.gather(*(worker(w) for w in range(conc))) for r in rs]
         wall = time.perf_counter() - t0
     n = sum(r["n"] for r in results)
-    if any(r["n"] != tokens for r in results):
+    if strict and any(r["n"] != tokens for r in results):
         raise RuntimeError(f"a request generated {[r['n'] for r in results]} tokens, not {tokens}")
     gaps = sorted(g for r in results for g in r["gaps"])
     ttfts = sorted(r["ttft"] for r in results)
@@ -118,7 +153,7 @@ async def interference(base: str, streams: int, long_words: int) -> dict:
     """``streams`` clients decode; a long prompt arrives; their worst gap while it is prefilled."""
     async with httpx.AsyncClient(base_url=base, timeout=600, limits=FRESH) as c:
         await stream_one(c, user_prompt(998, 20), 4)
-        decoding = [asyncio.create_task(stream_one(c, user_prompt(i, 10), 200)) for i in range(streams)]
+        decoding = [asyncio.create_task(stream_one(c, user_prompt(i, 0), 200)) for i in range(streams)]
         await asyncio.sleep(1.0)
         t_long = time.perf_counter()
         long = await stream_one(c, user_prompt(777, long_words), 2)
@@ -142,6 +177,20 @@ async def shared_prefix(base: str, requests: int) -> dict:
             "cached": rs[-1]["cached"]}
 
 
+async def lookup(base: str, requests: int, tokens: int, speculative: bool) -> dict:
+    """One client, a copy task: tokens/s end to end (prompt included), with or without prompt lookup."""
+    extra = {"speculative": True} if speculative else {}
+    async with httpx.AsyncClient(base_url=base, timeout=600, limits=FRESH) as c:
+        await stream_one(c, copy_prompt(999), 4)
+        t0 = time.perf_counter()
+        rs = [await stream_one(c, copy_prompt(i), tokens, **extra) for i in range(requests)]
+        wall = time.perf_counter() - t0
+    drafted = sum(r["timings"].get("draft_n", 0) for r in rs)
+    accepted = sum(r["timings"].get("draft_n_accepted", 0) for r in rs)
+    return {"tps": sum(r["n"] for r in rs) / wall, "ttft": statistics.median(r["ttft"] for r in rs),
+            "accept": accepted / drafted if drafted else None}
+
+
 def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
 
@@ -155,10 +204,15 @@ def main() -> int:
     ap.add_argument("--per-client", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--prompt-words", type=int, default=0, help="sweep prompt: 0 a short counting request, "
+                    "N a list of N words to summarise")
     ap.add_argument("--long-words", type=int, default=700, help="long prompt for the interference scenario")
-    ap.add_argument("--skip", default="", help="comma list of scenarios to skip: sweep,interference,prefix")
+    ap.add_argument("--lookup-tokens", type=int, default=128, help="tokens per copy-task request (lookup)")
+    ap.add_argument("--lcpp", action="store_true", help="also llama-cpp-python's server at 1 and 8 clients")
+    ap.add_argument("--skip", default="", help="comma list of scenarios to skip: sweep,lookup,interference,prefix")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
+    from ikllama import ModelConfig
     from ikllama.models import default_model
 
     model = args.model or default_model()
@@ -166,15 +220,38 @@ def main() -> int:
     skip = set(args.skip.split(",")) - {""}
     results: dict[tuple, list[dict]] = {}
     port = 18400
+    kinds = ["ours", "ik"] + (["lcpp"] if args.lcpp else [])
     for rnd in range(args.rounds):
-        for kind in (("ours", "ik") if rnd % 2 == 0 else ("ik", "ours")):
-            if "sweep" not in skip:
+        for kind in (kinds if rnd % 2 == 0 else kinds[::-1]):
+            if kind == "lcpp":
+                with ModelConfig().load_gguf(model) as m:
+                    ban = {str(t): -100.0 for t in range(m.n_vocab) if m.is_eog(t)}
+                port += 1
+                proc = start(kind, model, port, args, n_ctx=2048, parallel=1)
+                EOS_BAN.update(ban)
+                try:
+                    for conc in (c for c in concs if c in (1, 8)):
+                        r = asyncio.run(sweep(f"http://127.0.0.1:{port}", conc, args.tokens, args.per_client,
+                                              args.prompt_words, strict=False))
+                        results.setdefault((kind, "sweep", conc), []).append(r)
+                finally:
+                    EOS_BAN.clear()
+                    stop(proc)
+                continue
+            if "sweep" not in skip or "lookup" not in skip:
                 port += 1
                 proc = start(kind, model, port, args, n_ctx=16 * 512, parallel=16)
+                base = f"http://127.0.0.1:{port}"
                 try:
-                    for conc in concs:
-                        r = asyncio.run(sweep(f"http://127.0.0.1:{port}", conc, args.tokens, args.per_client))
+                    for conc in concs if "sweep" not in skip else []:
+                        r = asyncio.run(sweep(base, conc, args.tokens, args.per_client, args.prompt_words))
                         results.setdefault((kind, "sweep", conc), []).append(r)
+                    if "lookup" not in skip:
+                        results.setdefault((kind, "lookup", False), []).append(
+                            asyncio.run(lookup(base, 4, args.lookup_tokens, False)))
+                        if kind == "ours":
+                            results.setdefault((kind, "lookup", True), []).append(
+                                asyncio.run(lookup(base, 4, args.lookup_tokens, True)))
                 finally:
                     stop(proc)
             if "interference" not in skip or "prefix" not in skip:
@@ -190,20 +267,35 @@ def main() -> int:
                 finally:
                     stop(proc)
         print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+    report(results, args, model, concs, skip)
+    return 0
+
+
+def report(results: dict, args: argparse.Namespace, model: Path, concs: list[int], skip: set[str]) -> None:
     med = {k: {f: statistics.median(r[f] for r in v if r[f] is not None) if any(r[f] is not None for r in v)
                else None for f in v[0]} for k, v in results.items()}
     print(f"model {model.name}, -t {args.threads}, -b/-ub {args.batch}, {args.tokens} tokens/request, "
-          f"median of {args.rounds} interleaved rounds")
+          f"prompt words {args.prompt_words}, median of {args.rounds} interleaved rounds")
     for conc in concs if "sweep" not in skip else []:
         o, i = med[("ours", "sweep", conc)], med[("ik", "sweep", conc)]
         print(f"sweep c={conc:<2}  ours {o['tps']:6.1f} t/s  ik {i['tps']:6.1f} t/s  ratio {o['tps'] / i['tps']:.2f}x | "
               f"TTFT p50/p99 ours {o['ttft_p50'] * 1e3:.0f}/{o['ttft_p99'] * 1e3:.0f} ms ik "
               f"{i['ttft_p50'] * 1e3:.0f}/{i['ttft_p99'] * 1e3:.0f} ms | ITL p50/p99 ours "
               f"{o['itl_p50'] * 1e3:.1f}/{o['itl_p99'] * 1e3:.1f} ms ik {i['itl_p50'] * 1e3:.1f}/{i['itl_p99'] * 1e3:.1f} ms")
+        lc = med.get(("lcpp", "sweep", conc))
+        if lc:
+            print(f"sweep c={conc:<2}  ours {o['tps']:6.1f} t/s  llama-cpp-python {lc['tps']:6.1f} t/s  ratio "
+                  f"{o['tps'] / lc['tps']:.2f}x | TTFT p50/p99 llama-cpp-python {lc['ttft_p50'] * 1e3:.0f}/"
+                  f"{lc['ttft_p99'] * 1e3:.0f} ms")
     if "sweep" not in skip and 1 in concs and 8 in concs:
         for kind in ("ours", "ik"):
             print(f"scaling {kind}: 8 clients / 1 client = "
                   f"{med[(kind, 'sweep', 8)]['tps'] / med[(kind, 'sweep', 1)]['tps']:.2f}x")
+    if "lookup" not in skip:
+        spec, plain, ik = med[("ours", "lookup", True)], med[("ours", "lookup", False)], med[("ik", "lookup", False)]
+        print(f"prompt lookup c=1 (copy task, {args.lookup_tokens} tokens): ours+lookup {spec['tps']:.1f} t/s "
+              f"(accepted {spec['accept'] or 0:.0%} of drafts)  ours {plain['tps']:.1f}  ik {ik['tps']:.1f} t/s  "
+              f"ratio vs ik {spec['tps'] / ik['tps']:.2f}x")
     if "interference" not in skip:
         o, i = med[("ours", "interference", 7)], med[("ik", "interference", 7)]
         print(f"interference (7 streams + {args.long_words}-word prompt): worst gap ours {o['worst_gap'] * 1e3:.0f} ms "
@@ -213,7 +305,6 @@ def main() -> int:
         o, i = med[("ours", "prefix", 1)], med[("ik", "prefix", 1)]
         print(f"shared system prompt: TTFT first/rest ours {o['ttft_first'] * 1e3:.0f}/{o['ttft_rest'] * 1e3:.0f} ms "
               f"(cached {o['cached']}) ik {i['ttft_first'] * 1e3:.0f}/{i['ttft_rest'] * 1e3:.0f} ms (cached {i['cached']})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -189,7 +189,7 @@ def smollm_path_name(model) -> str:
 
 def test_cancelled_stream_frees_its_sequence_and_others_finish(server, client, smollm):
     base, app = server
-    engine = app.state.ikllama.engine
+    engine = app.state.ikllama.default.engine
 
     async def run() -> str:
         async with httpx.AsyncClient(base_url=base, timeout=60) as c:
@@ -214,7 +214,7 @@ def test_cancelled_stream_frees_its_sequence_and_others_finish(server, client, s
 
 def test_non_streaming_disconnect_cancels_the_request(server):
     base, app = server
-    engine = app.state.ikllama.engine
+    engine = app.state.ikllama.default.engine
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(base + "/v1/completions", json={"prompt": PROMPT, "max_tokens": 3000, "ignore_eos": True},
                    timeout=1.0)
@@ -227,7 +227,7 @@ def test_non_streaming_disconnect_cancels_the_request(server):
 def test_long_prompt_is_spread_over_steps(smollm_path):
     """A long prompt arriving while a stream decodes must not stall it: the stream keeps getting tokens."""
     with running_server(model=smollm_path, n_ctx=4096, parallel=2, threads=2, prefill_budget=64) as (base, app):
-        engine = app.state.ikllama.engine
+        engine = app.state.ikllama.default.engine
 
         async def run() -> tuple[int, int]:
             async with httpx.AsyncClient(base_url=base, timeout=120) as c:
@@ -256,7 +256,10 @@ def test_queue_bound_answers_429_with_retry_after(smollm_path):
             async with httpx.AsyncClient(base_url=base, timeout=60) as c:
                 async with c.stream("POST", "/v1/completions", json={"prompt": PROMPT, "max_tokens": 2000,
                                                                      "ignore_eos": True, "stream": True}) as r:
-                    await anext(r.aiter_lines())
+                    # Keep the line iterator referenced: a discarded async generator is finalized by the
+                    # garbage collector, which closes the response, and the server then cancels the request.
+                    lines = r.aiter_lines()
+                    await anext(lines)
                     return await c.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 2})
 
         refused = asyncio.run(run())
@@ -267,7 +270,7 @@ def test_queue_bound_answers_429_with_retry_after(smollm_path):
 def test_api_key_and_loading_state(smollm_path):
     with running_server(model=smollm_path, n_ctx=512, parallel=1, api_key="sekrit", wait_ready=False,
                         load=False) as (base, app):
-        assert httpx.get(base + "/health").json() == {"status": "loading"}
+        assert httpx.get(base + "/health").json()["status"] == "loading"
         assert httpx.get(base + "/ready").status_code == 503
         r = httpx.post(base + "/v1/completions", json={"prompt": "x"}, headers={"authorization": "Bearer sekrit"})
         assert r.status_code == 503 and r.headers["retry-after"] == "1"

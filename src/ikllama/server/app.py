@@ -1,117 +1,38 @@
-"""The FastAPI application: routes, authentication, and the model's loading state.
+"""The FastAPI application: routes, authentication, CORS, and which model a request goes to.
 
-``create_app(settings)`` returns an app that starts answering ``/health`` at once and loads the model
-in a background thread when it starts up; until the model is in, ``/ready`` and every model route
+``create_app(settings)`` returns an app that starts answering ``/health`` at once and loads its models
+in a background thread when it starts up; until a model is in, ``/ready`` and that model's routes
 answer 503 with ``Retry-After``. A failed load is kept in ``state.load_error`` (``ikllama serve`` then
-exits with status 1).
+exits with status 1). The request's ``model`` picks the model (see :meth:`.state.ServerState.pick`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import threading
-import time
 from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from .. import ModelConfig
-from ..chat import Formatter
-from ..enums import GgmlType
-from .client import EngineClient
-from .engine import Engine
 from .errors import ApiError, install_handlers
-from .metrics import ServerMetrics
 from .protocol import (ChatRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest, NativeCompletionRequest,
-                       TokenizeRequest)
+                       SlotActionRequest, TokenizeRequest)
 from .serving import Serving
 from .settings import ServerSettings
+from .slots import slot_action
+from .state import ServedModel, ServerState
 
-__all__ = ["create_app", "ServerState"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("ikllama.server")
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-class ServerState:
-    """The loaded model, its context and engine, and everything a route needs (one per app)."""
-
-    def __init__(self, settings: ServerSettings):
-        self.settings = settings
-        self.metrics = ServerMetrics()
-        self.model: Any = None
-        self.ctx: Any = None
-        self.engine: Engine | None = None
-        self.client: EngineClient | None = None
-        self.formatter: Formatter | None = None
-        self.model_id = settings.alias or (settings.model.name if settings.model else "SmolLM2-135M")
-        self.fingerprint = "ikllama"
-        self.loaded = threading.Event()
-        self.load_error: BaseException | None = None
-        self.started = time.time()
-        self._embedder: Any = None
-
-    def load(self) -> None:
-        """Load the model, build the shared context and start the engine (runs in a worker thread)."""
-        s = self.settings
-        try:
-            from ..models import default_model
-
-            path = s.model or default_model()
-            self.model = ModelConfig(n_gpu_layers=s.n_gpu_layers).load_gguf(path)
-            b = (self.model.context().with_n_ctx(s.n_ctx).with_n_seq_max(s.parallel).with_n_batch(s.n_batch)
-                 .with_n_ubatch(min(s.n_ubatch, s.n_batch)).with_flash_attn(s.flash_attn)
-                 .with_kv_cache(GgmlType[s.cache_type_k.upper()], GgmlType[s.cache_type_v.upper()]))
-            if s.threads is not None:
-                b = b.with_threads(s.threads, s.threads_batch)
-            self.ctx = b.build()
-            self.formatter = Formatter.for_model(self.model, s.chat_template)
-            self.fingerprint = "ikllama-" + hashlib.sha1(str(path).encode()).hexdigest()[:10]
-            self.engine = Engine(self.ctx, prefill_budget=s.prefill_budget, idle_cache=s.idle_cache,
-                                 metrics=self.metrics)
-            self.metrics.engine = self.engine
-            self.client = EngineClient(self.engine, s.max_queue)
-            self.engine.start()
-            log.info("model %s loaded: n_ctx=%d, %d sequences", self.model_id, self.ctx.n_ctx, s.parallel)
-        except BaseException as exc:
-            self.load_error = exc
-            log.error("could not load the model: %s", exc)
-            self.close()
-        finally:
-            self.loaded.set()
-
-    def close(self) -> None:
-        """Drain the engine (finish admitted requests), then free the context and the model."""
-        if self.engine is not None:
-            self.engine.shutdown(drain=True, timeout=60)
-        for obj in (self._embedder, self.ctx, self.model):
-            if obj is not None:
-                obj.close()
-        self.engine = self.client = self._embedder = self.ctx = None
-
-    def ready(self) -> None:
-        if self.load_error is not None:
-            raise ApiError(503, f"the model failed to load: {self.load_error}", "model_load_failed")
-        if self.engine is None:
-            raise ApiError(503, "the model is loading", "loading", retry_after=1)
-
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        """Pooled, normalized embeddings from a context of their own (built on first use)."""
-        return await asyncio.wrap_future(self.engine.call(lambda: self._embed_sync(texts)))
-
-    def _embed_sync(self, texts: list[str]) -> np.ndarray:
-        if self._embedder is None:
-            from ..embeddings import Embedder
-
-            self._embedder = Embedder(self.model, n_threads=self.settings.threads)
-        return self._embedder.embed(texts, truncate=False)
 
 
 async def _unless_disconnected(request: Request, coro: Any) -> Any:
@@ -127,10 +48,10 @@ async def _unless_disconnected(request: Request, coro: Any) -> Any:
 
 
 def create_app(settings: ServerSettings | None = None, *, load: bool = True) -> FastAPI:
-    """The app for ``settings``; with ``load`` the model loads in the background at startup."""
+    """The app for ``settings``; with ``load`` the models load in the background at startup."""
     settings = settings or ServerSettings()
     state = ServerState(settings)
-    serving = Serving(state)
+    servings = {name: Serving(served) for name, served in state.models.items()}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -150,37 +71,44 @@ def create_app(settings: ServerSettings | None = None, *, load: bool = True) -> 
         if header != f"Bearer {settings.api_key}" and request.headers.get("x-api-key") != settings.api_key:
             raise ApiError(401, "invalid or missing API key: send 'Authorization: Bearer KEY'", "invalid_api_key")
 
-    async def ready() -> None:
-        state.ready()
+    def generator(name: str | None) -> tuple[ServedModel, Serving]:
+        served = state.pick(name).generating()
+        return served, servings[served.model_id]
 
     app.add_middleware(_Limits, state=state)
+    if settings.cors_origins:  # off unless asked: a browser page may then call the API with the user's key
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-Api-Key"],
+                           allow_credentials="*" not in settings.cors_origins)
 
-    guarded = [Depends(auth), Depends(ready)]
+    guarded = [Depends(auth)]
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        status = "error" if state.load_error else "ok" if state.engine is not None else "loading"
-        return {"status": status}
+        models = state.models.values()
+        status = "error" if state.load_error else "ok" if all(m.loaded for m in models) else "loading"
+        return {"status": status, "models": {m.model_id: "error" if m.load_error else "ok" if m.loaded
+                                             else "loading" for m in models}}
 
     @app.get("/ready")
     async def is_ready() -> dict[str, str]:
         state.ready()
         return {"status": "ready"}
 
-    @app.get("/v1/models", dependencies=[Depends(auth)])
+    @app.get("/v1/models", dependencies=guarded)
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [_model_card(state)]}
+        return {"object": "list", "data": [m.card(int(state.started)) for m in state.models.values()]}
 
-    @app.get("/v1/models/{model_id:path}", dependencies=[Depends(auth)])
+    @app.get("/v1/models/{model_id:path}", dependencies=guarded)
     async def model(model_id: str) -> dict[str, Any]:
-        if model_id != state.model_id:
-            raise ApiError(404, f"model {model_id!r} is not served here; this server serves {state.model_id!r}",
-                           "model_not_found", "model")
-        return _model_card(state)
+        if model_id not in state.models:
+            raise ApiError(404, f"model {model_id!r} is not served here; this server serves "
+                           f"{', '.join(map(repr, state.models))}", "model_not_found", "model")
+        return state.models[model_id].card(int(state.started))
 
     @app.post("/v1/chat/completions", dependencies=guarded)
     async def chat(body: ChatRequest, request: Request) -> Any:
-        _check_model(state, body.model)
+        _, serving = generator(body.model)
         if body.stream:
             return StreamingResponse(await serving.chat_stream(body), media_type="text/event-stream",
                                      headers=_SSE_HEADERS)
@@ -188,7 +116,7 @@ def create_app(settings: ServerSettings | None = None, *, load: bool = True) -> 
 
     @app.post("/v1/completions", dependencies=guarded)
     async def completions(body: CompletionRequest, request: Request) -> Any:
-        _check_model(state, body.model)
+        _, serving = generator(body.model)
         if body.stream:
             return StreamingResponse(await serving.completion_stream(body), media_type="text/event-stream",
                                      headers=_SSE_HEADERS)
@@ -196,6 +124,7 @@ def create_app(settings: ServerSettings | None = None, *, load: bool = True) -> 
 
     @app.post("/completion", dependencies=guarded)
     async def native_completion(body: NativeCompletionRequest, request: Request) -> Any:
+        _, serving = generator(body.model)
         as_openai = CompletionRequest(**{**body.model_dump(exclude={"n_predict", "n_probs", "cache_prompt"}),
                                          "max_tokens": None if body.n_predict < 0 else body.n_predict,
                                          "logprobs": body.n_probs or None})
@@ -212,10 +141,11 @@ def create_app(settings: ServerSettings | None = None, *, load: bool = True) -> 
     @app.post("/v1/embeddings", dependencies=guarded)
     @app.post("/embeddings", dependencies=guarded, include_in_schema=False)
     async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
-        if not settings.embeddings:
+        served = state.pick(body.model)
+        if not settings.embeddings and served.generates:
             raise ApiError(501, "embeddings are off on this server (start it with --embeddings)", "not_supported")
-        texts = _embedding_texts(state, body.input)
-        vectors = await state.embed(texts)
+        texts = _embedding_texts(served, body.input)
+        vectors = await served.embed(texts)
         if body.dimensions is not None:
             if body.dimensions > vectors.shape[1]:
                 raise ApiError(400, f"dimensions={body.dimensions}: the model's vectors have {vectors.shape[1]}",
@@ -227,48 +157,59 @@ def create_app(settings: ServerSettings | None = None, *, load: bool = True) -> 
             value: Any = base64.b64encode(v.astype("<f4").tobytes()).decode() \
                 if body.encoding_format == "base64" else v.tolist()
             data.append({"object": "embedding", "index": i, "embedding": value})
-        n = sum(len(state.model.tokenize(t)) for t in texts)
-        return {"object": "list", "model": state.model_id, "data": data,
+        n = sum(len(served.model.tokenize(t)) for t in texts)
+        return {"object": "list", "model": served.model_id, "data": data,
                 "usage": {"prompt_tokens": n, "total_tokens": n}}
 
     @app.post("/tokenize", dependencies=guarded)
     async def tokenize(body: TokenizeRequest) -> dict[str, Any]:
-        tokens = state.model.tokenize(body.content, body.add_special, True)
+        model = state.pick(body.model).model
+        tokens = model.tokenize(body.content, body.add_special, True)
         if body.with_pieces:
-            return {"tokens": [{"id": t, "piece": state.model.token_to_piece(t, True).decode("utf-8", "replace")}
+            return {"tokens": [{"id": t, "piece": model.token_to_piece(t, True).decode("utf-8", "replace")}
                                for t in tokens]}
         return {"tokens": tokens}
 
     @app.post("/detokenize", dependencies=guarded)
     async def detokenize(body: DetokenizeRequest) -> dict[str, Any]:
-        bad = [t for t in body.tokens if not 0 <= t < state.model.n_vocab]
+        model = state.pick(body.model).model
+        bad = [t for t in body.tokens if not 0 <= t < model.n_vocab]
         if bad:
-            raise ApiError(400, f"token {bad[0]} is outside the vocabulary (0..{state.model.n_vocab - 1})",
+            raise ApiError(400, f"token {bad[0]} is outside the vocabulary (0..{model.n_vocab - 1})",
                            "invalid_request_error", "tokens")
-        return {"content": state.model.detokenize(body.tokens)}
+        return {"content": model.detokenize(body.tokens)}
 
     @app.post("/apply-template", dependencies=guarded)
     async def apply_template(body: ChatRequest) -> dict[str, str]:
-        return {"prompt": state.formatter.format(body.messages, add_generation_prompt=True,
-                                                 tools=body.tools or None)}
+        served, _ = generator(body.model)
+        return {"prompt": served.formatter.format(body.messages, add_generation_prompt=True,
+                                                  tools=body.tools or None)}
 
     @app.get("/slots", dependencies=guarded)
-    async def slots() -> list[dict[str, Any]]:
-        return state.engine.slots()
+    async def slots(model: str | None = Query(None)) -> list[dict[str, Any]]:
+        return generator(model)[0].engine.slots()
+
+    @app.post("/slots/{slot_id}", dependencies=guarded)
+    async def slot(slot_id: int, body: SlotActionRequest | None = None, action: str = Query(...),
+                   model: str | None = Query(None)) -> dict[str, Any]:
+        return await slot_action(generator(model)[0], slot_id, action, body.filename if body else None)
 
     @app.get("/props", dependencies=guarded)
-    async def props() -> dict[str, Any]:
-        return {"model_path": str(state.model.path), "model_alias": state.model_id,
-                "total_slots": settings.parallel, "n_ctx": state.ctx.n_ctx,
-                "chat_template": state.formatter.template if hasattr(state.formatter, "template") else None,
-                "default_generation_settings": {"n_ctx": state.ctx.n_ctx, "n_batch": state.ctx.n_batch,
-                                                "prefill_budget": state.engine.prefill_budget},
-                "build_info": f"ikllama {_version()}"}
+    async def props(model: str | None = Query(None)) -> dict[str, Any]:
+        served, _ = generator(model)
+        return {"model_path": str(served.model.path), "model_alias": served.model_id,
+                "total_slots": served.parallel, "n_ctx": served.ctx.n_ctx,
+                "chat_template": getattr(served.formatter, "template", None),
+                "default_generation_settings": {"n_ctx": served.ctx.n_ctx, "n_batch": served.ctx.n_batch,
+                                                "prefill_budget": served.engine.prefill_budget,
+                                                "prompt_lookup": settings.prompt_lookup},
+                "models": list(state.models), "build_info": f"ikllama {_version()}"}
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4",
-                        headers={"Process-Start-Time-Unix": str(int(state.started))})
+    if settings.metrics:
+        @app.get("/metrics")
+        async def metrics() -> Response:
+            return Response(state.metrics.render(), media_type="text/plain; version=0.0.4",
+                            headers={"Process-Start-Time-Unix": str(int(state.started))})
 
     return app
 
@@ -318,23 +259,7 @@ def _version() -> str:
     return __version__
 
 
-def _model_card(state: ServerState) -> dict[str, Any]:
-    card: dict[str, Any] = {"id": state.model_id, "object": "model", "created": int(state.started),
-                            "owned_by": "ikllama"}
-    if state.model is not None:
-        card["meta"] = {"n_ctx_train": state.model.n_ctx_train, "n_params": state.model.n_params,
-                        "n_vocab": state.model.n_vocab, "size": state.model.size}
-    return card
-
-
-def _check_model(state: ServerState, name: str | None) -> None:
-    # Clients often send a placeholder model name; only an explicit other *.gguf path is refused.
-    if name and name != state.model_id and name.endswith(".gguf"):
-        raise ApiError(404, f"model {name!r} is not served here; this server serves {state.model_id!r}",
-                       "model_not_found", "model")
-
-
-def _embedding_texts(state: ServerState, value: Any) -> list[str]:
+def _embedding_texts(served: ServedModel, value: Any) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not value:
@@ -343,7 +268,7 @@ def _embedding_texts(state: ServerState, value: Any) -> list[str]:
         value = [value]
     out = []
     for item in value:
-        out.append(item if isinstance(item, str) else state.model.detokenize(list(item)))
+        out.append(item if isinstance(item, str) else served.model.detokenize(list(item)))
         if not out[-1]:
             raise ApiError(400, "input holds an empty string", "invalid_request_error", "input")
     return out

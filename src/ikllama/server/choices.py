@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..answer import StopStrings
+from ..batch import Pos
 from ..sampling import Sampler
 from ..streaming import Utf8Decoder
 from .jobs import FinishEvent, GenRequest, TokenEvent
@@ -64,6 +65,21 @@ class Choice:
         elif len(ctx._seqs[self.seq]) >= ctx.n_ctx:  # no position left for the pending token
             self.finish(engine, "length")
 
+    def take_verified(self, ctx: Context, rows: list[int], draft: list[int], engine: Any) -> None:
+        """Sample the pending token's row and its draft's rows in order while the draft is confirmed, as
+        :meth:`take` would one step at a time; then drop the rejected drafts from the cache."""
+        start = len(ctx._seqs[self.seq]) - len(rows)  # position of the pending token
+        kept = 1
+        for i, row in enumerate(rows):
+            self.take(ctx, row, engine)
+            if self.finish_reason is not None or i >= len(draft) or self.pending != draft[i]:
+                break
+            kept += 1
+        self.job.drafted += len(draft)
+        self.job.accepted += kept - 1
+        if self.finish_reason is None and len(ctx._seqs[self.seq]) > start + kept:
+            ctx.truncate(Pos(start + kept, self.seq))
+
     def finish(self, engine: Any, reason: str) -> None:
         """End this choice: flush held-back text, report the reason, hand the sequence back."""
         if self.finish_reason is not None:
@@ -91,6 +107,8 @@ class Job:
         self.cached = 0  # of those, reused from the cache instead of decoded
         self.admitted = 0.0
         self.prefill_ended = 0.0
+        self.drafted = 0  # prompt-lookup tokens verified, and how many of them were confirmed
+        self.accepted = 0
 
     @property
     def primary(self) -> int:

@@ -60,7 +60,10 @@ class Engine:
         self._pieces: dict[int, bytes] = {}
         self._texts: dict[int, str] = {}
         self._eog: dict[int, bool] = {}
-        self._thread: threading.Thread | None = None
+        self._bell = threading.Event()  # rung by every submit/call/cancel; the runner sleeps on it when idle
+        self._stopped = threading.Event()
+        self._runner: Any = None
+        self._own_runner: Any = None
         self._accepting = True
         self._drain = False
         self.steps = 0
@@ -70,8 +73,11 @@ class Engine:
 
     # -- public, any thread ---------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="ikllama-engine", daemon=True)
-        self._thread.start()
+        """Run this engine on a thread of its own (a server with several models shares one: see :mod:`.runner`)."""
+        from .runner import EngineRunner
+
+        self._own_runner = EngineRunner().start()
+        self._own_runner.add(self)
 
     def submit(self, request: GenRequest) -> None:
         """Queue ``request``; its events arrive through ``request.sink`` (an ErrorEvent if refused)."""
@@ -79,6 +85,7 @@ class Engine:
             request.sink(ErrorEvent(503, "the server is shutting down", "unavailable"))
             return
         self._inbox.put(request)
+        self._bell.set()
 
     def call(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn`` on the engine thread between two steps; its result (or exception) comes in the Future.
@@ -92,20 +99,29 @@ class Engine:
             future.set_exception(RuntimeError("the server is shutting down"))
         else:
             self._inbox.put(_Call(fn, future))
+            self._bell.set()
         return future
 
     def cancel(self, request: GenRequest) -> None:
         """Free ``request``'s sequences before the next step (no further events are sent)."""
         request.cancel()
-        self._inbox.put(None)  # wake the loop
+        self._bell.set()
 
     def shutdown(self, drain: bool = True, timeout: float | None = None) -> None:
         """Stop accepting; with ``drain`` finish what was admitted or queued, else fail it. Joins the thread."""
         self._accepting = False
         self._drain = drain
         self._inbox.put(StopIteration)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._bell.set()
+        if self._runner is not None:
+            self._stopped.wait(timeout)
+        if self._own_runner is not None:
+            self._own_runner.stop(timeout)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a step is due (admitted or waiting requests); the runner sleeps when no engine is busy."""
+        return bool(self._jobs or self._waiting)
 
     @property
     def n_waiting(self) -> int:
@@ -126,6 +142,32 @@ class Engine:
                         "n_decoded": len(owner.tokens) if isinstance(owner, Choice) else 0,
                         "prefilling": bool(job is not None and job.prefilling)})
         return out
+
+    # -- slots (llama-server's /slots/{id}?action=...): run on the engine thread through call() --------
+    def save_slot(self, seq: int, path: Any) -> int:
+        """Write sequence ``seq``'s cells to ``path`` atomically; returns the tokens saved."""
+        self.ctx.save_sequence(path, seq)
+        return len(self.ctx._seqs[seq])
+
+    def restore_slot(self, seq: int, path: Any) -> int:
+        """Load a saved sequence into ``seq`` (not busy); it becomes an idle prefix donor. Returns its tokens."""
+        self._check_not_busy(seq)
+        self.ctx.restore_sequence(path.read_bytes(), seq)
+        self._state[seq] = _IDLE if self.ctx._seqs[seq] else _FREE
+        self._last_used[seq] = time.monotonic()
+        return len(self.ctx._seqs[seq])
+
+    def erase_slot(self, seq: int) -> int:
+        """Drop sequence ``seq`` (not busy) from the cache; returns the tokens it held."""
+        self._check_not_busy(seq)
+        n = len(self.ctx._seqs[seq])
+        self.ctx.drop(seq)
+        self._state[seq] = _FREE
+        return n
+
+    def _check_not_busy(self, seq: int) -> None:
+        if self._state[seq] == _BUSY:
+            raise ValueError(f"slot {seq} is processing a request; retry when it is idle")
 
     # -- helpers used by Choice ---------------------------------------------------------------------
     def is_eog(self, token: int) -> bool:
@@ -160,18 +202,18 @@ class Engine:
         choice.close()
 
     # -- the loop -----------------------------------------------------------------------------------
-    def _run(self) -> None:
+    def poll(self) -> bool:
+        """Take new work, admit, and run at most one step (runner thread only); False once stopped."""
         try:
-            while self._loop_once():
-                pass
+            return self._loop_once()
         except BaseException as exc:  # the engine must never die silently: fail everything, then stop
             log.exception("engine stopped by an unexpected error")
-            self._fail_all(500, f"engine error: {exc}")
             self._accepting = False
+            self._fail_all(500, f"engine error: {exc}")
+            return False
 
     def _loop_once(self) -> bool:
-        idle = not self._jobs and not self._waiting
-        if not self._take_inbox(block=idle):
+        if not self._take_inbox():
             if not self._drain:
                 self._fail_all(503, "the server is shutting down")
                 return False
@@ -184,19 +226,18 @@ class Engine:
             self._step()
         return True
 
-    def _take_inbox(self, block: bool) -> bool:
+    def _take_inbox(self) -> bool:
         """Move new requests to the waiting queue; False once shutdown was asked for."""
         go_on = True
         try:
-            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
             while True:
+                item = self._inbox.get_nowait()
                 if item is StopIteration:
                     go_on = False
                 elif isinstance(item, _Call):
                     item.run()  # between steps, like everything else the engine does
-                elif item is not None:
+                else:
                     self._waiting.append(item)
-                item = self._inbox.get_nowait()
         except queue.Empty:
             pass
         return go_on and self._accepting
@@ -312,9 +353,11 @@ class Engine:
     # -- one step -----------------------------------------------------------------------------------
     def _step(self) -> None:
         decoding = [c for j in self._jobs if not j.prefilling for c in j.choices if c.pending is not None]
+        drafts = self._drafts(decoding)
+        n_rows = len(decoding) + sum(map(len, drafts))
         if decoding:  # a step's time is every decoder's inter-token gap: keep its prompt share small
-            budget = max(self.prefill_budget - len(decoding), min(32, self.prefill_budget))
-            budget = min(budget, self.ctx.n_batch - len(decoding))
+            budget = max(self.prefill_budget - n_rows, min(32, self.prefill_budget))
+            budget = min(budget, self.ctx.n_batch - n_rows)
         else:  # nobody waits for a token: prompts go in at full speed
             budget = self.ctx.n_ubatch
         chunks: list[tuple[Job, int]] = []
@@ -330,7 +373,7 @@ class Engine:
             return
         started = time.monotonic()
         try:
-            rows = self._decode(decoding, chunks)
+            rows = self._decode(decoding, drafts, chunks)
         except KvCacheFullError:
             self._relieve_full_cache(decoding)
             return
@@ -344,9 +387,12 @@ class Engine:
         n_prompt = sum(take for _, take in chunks)
         self.prompt_tokens_total += n_prompt
         if self.metrics is not None:
-            self.metrics.step(n_prompt, len(decoding), elapsed)
-        for choice, row in zip(decoding, rows):
-            choice.take(self.ctx, row, self)
+            self.metrics.step(n_prompt, n_rows, elapsed)
+        for choice, draft, row in zip(decoding, drafts, rows):
+            if draft:
+                choice.take_verified(self.ctx, list(range(row, row + 1 + len(draft))), draft, self)
+            else:
+                choice.take(self.ctx, row, self)
         for (job, take), row in zip(chunks, rows[len(decoding):]):
             job.prompt_done += take
             if not job.prefilling:
@@ -354,18 +400,43 @@ class Engine:
                 self._start_choices(job, row)
         self._finish_done_jobs()
 
-    def _decode(self, decoding: list[Choice], chunks: list[tuple[Job, int]]) -> list[int]:
-        """One llama_decode; returns the output row of each decoding choice, then of each chunk."""
+    def _drafts(self, decoding: list[Choice]) -> list[list[int]]:
+        """Prompt-lookup drafts for the decoding choices whose request asked for speculation (else [])."""
         ctx = self.ctx
-        if not chunks:
+        out: list[list[int]] = []
+        room = min(ctx.n_batch - len(decoding) - 1, (ctx.n_ctx - ctx.kv_cells_used - len(decoding)) // 2,
+                   self.prefill_budget)
+        for c in decoding:
+            session = c.job.request.speculative
+            draft: list[int] = []
+            if session is not None and room > 0:
+                req = c.job.request
+                left = (req.max_tokens - len(c.tokens) - 1) if req.max_tokens is not None else room
+                limit = min(room, left, ctx.n_ctx - len(ctx._seqs[c.seq]) - 2)
+                draft = session.draft(ctx, c.seq, c.pending, limit)[:max(0, limit)] if limit > 0 else []
+                if len(draft) < max(1, session.n_min):
+                    draft = []
+                room -= len(draft)
+            out.append(draft)
+        return out
+
+    def _decode(self, decoding: list[Choice], drafts: list[list[int]], chunks: list[tuple[Job, int]]) -> list[int]:
+        """One llama_decode; returns the first output row of each decoding choice (its drafts' rows
+        follow it), then the row of each chunk."""
+        ctx = self.ctx
+        speculating = any(drafts)
+        if not chunks and not speculating:
             ctx.decode_steps([(c.pending, c.seq) for c in decoding])
             return list(range(len(decoding)))
         b = self._batch
         b.clear()
         rows = []
-        for c in decoding:
+        for c, draft in zip(decoding, drafts):
             rows.append(len(b))
-            b.add(c.pending, Pos(len(ctx._seqs[c.seq]), c.seq), True)
+            start = len(ctx._seqs[c.seq])
+            b.add(c.pending, Pos(start, c.seq), True)
+            for k, token in enumerate(draft, start=1):
+                b.add(token, Pos(start + k, c.seq), True)
         for job, take in chunks:
             start = job.prompt_done
             tokens = job.request.prompt[start:start + take]
@@ -409,7 +480,8 @@ class Engine:
             req = job.request
             first = job.prefill_ended or now
             req.sink(DoneEvent(len(req.prompt), job.cached, sum(len(c.tokens) for c in job.choices),
-                               job.admitted - req.arrived, first - job.admitted, now - first))
+                               job.admitted - req.arrived, first - job.admitted, now - first,
+                               job.drafted, job.accepted))
 
     def _end_job(self, job: Job, notify: bool = True, error: ErrorEvent | None = None) -> None:
         """Take ``job`` out now (cancelled or failed); its sequences keep what they hold for reuse."""

@@ -50,6 +50,8 @@ class DoneEvent:
     queue_seconds: float
     prompt_seconds: float
     generation_seconds: float
+    drafted: int = 0
+    accepted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class GenRequest:
     n: int = 1
     logprobs: int | None = None
     ignore_eos: bool = False
+    speculative: Any = None  # a PromptLookupSession, when the request asked for speculation
     id: int = field(default_factory=lambda: next(_ids))
     arrived: float = field(default_factory=time.monotonic)
     cancelled: bool = False

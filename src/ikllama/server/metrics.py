@@ -40,7 +40,7 @@ class ServerMetrics:
         self.deferred = Gauge("llamacpp:requests_deferred", "Requests waiting for a sequence", registry=r)
         self.kv_ratio = Gauge("llamacpp:kv_cache_usage_ratio", "Used KV cells / n_ctx", registry=r)
         self.kv_tokens = Gauge("llamacpp:kv_cache_tokens", "Used KV cells", registry=r)
-        self.engine: Any = None
+        self.models: list[Any] = []  # ServedModel, read at scrape time
 
     def step(self, n_prompt: int, n_decode: int, seconds: float) -> None:
         """One decode step: its time is credited to prompt and generation in proportion to their tokens."""
@@ -53,11 +53,11 @@ class ServerMetrics:
             self.predicted_seconds.inc(seconds * n_decode / total)
 
     def render(self) -> bytes:
-        engine = self.engine
-        if engine is not None:
-            self.processing.set(engine.n_active)
-            self.deferred.set(engine.n_waiting)
-            used = engine.ctx.kv_cells_used if not engine.ctx.closed else 0
-            self.kv_tokens.set(used)
-            self.kv_ratio.set(used / engine.ctx.n_ctx)
+        """The exposition text; gauges add up every served model's engine (one line each, like llama-server)."""
+        engines = [m.engine for m in self.models if m.engine is not None and not m.engine.ctx.closed]
+        self.processing.set(sum(e.n_active for e in engines))
+        self.deferred.set(sum(e.n_waiting for e in engines))
+        used = sum(e.ctx.kv_cells_used for e in engines)
+        self.kv_tokens.set(used)
+        self.kv_ratio.set(used / max(1, sum(e.ctx.n_ctx for e in engines)))
         return generate_latest(self.registry)

@@ -11,12 +11,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["SamplingFields", "ChatRequest", "CompletionRequest", "EmbeddingRequest", "NativeCompletionRequest",
-           "TokenizeRequest", "DetokenizeRequest", "StreamOptions"]
+           "TokenizeRequest", "DetokenizeRequest", "StreamOptions", "SlotActionRequest", "Speculative"]
 
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
     include_usage: bool = False
+
+
+class Speculative(BaseModel):
+    """Prompt-lookup speculation for one request: drafts come from earlier n-grams of its own tokens and
+    are verified in the same step; the output is what plain decoding gives (see :mod:`ikllama.speculative`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["prompt_lookup", "none"] = "prompt_lookup"
+    n_max: int = Field(8, ge=1, le=64, description="most tokens drafted per step")
+    n_min: int = Field(1, ge=1, le=64, description="shorter drafts are not verified")
+    ngram_min: int = Field(2, ge=1, le=16)
+    ngram_max: int = Field(4, ge=1, le=16)
 
 
 class SamplingFields(BaseModel):
@@ -52,6 +65,8 @@ class SamplingFields(BaseModel):
     response_format: dict[str, Any] | None = None
     ignore_eos: bool = False
     user: str | None = None
+    speculative: Speculative | bool | None = Field(None, description="prompt lookup for this request: true, "
+                                                   "false, or its settings (default: the server's --prompt-lookup)")
 
 
 class ChatRequest(SamplingFields):
@@ -92,6 +107,7 @@ class EmbeddingRequest(BaseModel):
 
 class TokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
+    model: str | None = None
     content: str
     add_special: bool = False
     with_pieces: bool = False
@@ -99,4 +115,12 @@ class TokenizeRequest(BaseModel):
 
 class DetokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
+    model: str | None = None
     tokens: list[int]
+
+
+class SlotActionRequest(BaseModel):
+    """``POST /slots/{id}?action=save|restore|erase``: the file, a bare name inside ``--slot-save-path``."""
+
+    model_config = ConfigDict(extra="allow")
+    filename: str | None = None

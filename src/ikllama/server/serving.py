@@ -18,9 +18,11 @@ from ..chat import split_thinking
 from ..llm import _grammar_for
 from ..json_grammar import json_schema_to_gbnf
 from ..sampling import SamplerConfig
+from ..speculative import PromptLookupSession
 from .errors import ApiError, error_body
 from .jobs import DoneEvent, FinishEvent, TokenEvent
-from .protocol import ChatRequest, CompletionRequest, SamplingFields
+from .protocol import ChatRequest, CompletionRequest, SamplingFields, Speculative
+from .toolstream import ToolCallStream
 
 __all__ = ["Serving"]
 
@@ -33,7 +35,7 @@ SSE_DONE = b"data: [DONE]\n\n"
 
 
 class Serving:
-    """Turns requests into engine submissions for one loaded model (see :class:`.app.ServerState`)."""
+    """Turns requests into engine submissions for one served model (see :class:`.state.ServedModel`)."""
 
     def __init__(self, state: Any):
         self.state = state
@@ -69,9 +71,9 @@ class Serving:
         return _grammar_for(body.response_format, body.grammar)
 
     def check_request(self, body: SamplingFields, n_prompt: int, max_tokens: int | None) -> None:
-        settings = self.state.settings
-        if body.n > settings.parallel:
-            raise ApiError(400, f"n={body.n}: this server decodes at most {settings.parallel} sequences together "
+        parallel = self.state.parallel
+        if body.n > parallel:
+            raise ApiError(400, f"n={body.n}: this model decodes at most {parallel} sequences together "
                            "(--parallel)", "invalid_request_error", "n")
         n_ctx = self.state.ctx.n_ctx
         if n_prompt == 0:
@@ -82,6 +84,19 @@ class Serving:
         if max_tokens is not None and body.n * max_tokens + n_prompt > n_ctx and body.n > 1:
             raise ApiError(400, f"{body.n} choices of {max_tokens} tokens after a {n_prompt}-token prompt do "
                            f"not fit in n_ctx={n_ctx}", "context_length_exceeded")
+
+    def speculative(self, body: SamplingFields) -> PromptLookupSession | None:
+        """The request's prompt-lookup session: its own settings, ``true`` (the server's size, else 8 tokens),
+        ``false``, or nothing (the server's ``--prompt-lookup``, off at 0)."""
+        spec, default = body.speculative, self.state.settings.prompt_lookup
+        if spec is None or spec is True:
+            spec = Speculative(n_max=default or 8) if spec or default else None
+        if spec is None or spec is False or spec.type == "none":
+            return None
+        try:
+            return PromptLookupSession(spec.n_max, spec.ngram_min, spec.ngram_max, spec.n_min)
+        except ValueError as exc:
+            raise ApiError(400, f"speculative: {exc}", "invalid_request_error", "speculative") from None
 
     def stops(self, body: SamplingFields, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or ())
@@ -108,9 +123,12 @@ class Serving:
     @staticmethod
     def timings(done: DoneEvent) -> dict[str, Any]:
         decoded = max(done.prompt_tokens - done.cached_tokens, 0)
-        return {"prompt_n": decoded, "cache_n": done.cached_tokens, "prompt_ms": done.prompt_seconds * 1e3,
-                "predicted_n": done.completion_tokens, "predicted_ms": done.generation_seconds * 1e3,
-                "queue_ms": done.queue_seconds * 1e3}
+        out = {"prompt_n": decoded, "cache_n": done.cached_tokens, "prompt_ms": done.prompt_seconds * 1e3,
+               "predicted_n": done.completion_tokens, "predicted_ms": done.generation_seconds * 1e3,
+               "queue_ms": done.queue_seconds * 1e3}
+        if done.drafted:
+            out.update(draft_n=done.drafted, draft_n_accepted=done.accepted)
+        return out
 
     # -- chat -----------------------------------------------------------------------------------------
     def chat_submission(self, body: ChatRequest) -> tuple[Any, list[dict], bool]:
@@ -131,7 +149,7 @@ class Serving:
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
         sub = state.client.submit(prompt=prompt, sampling=self.sampling(body, grammar), max_tokens=max_tokens,
                                   stop=self.stops(body, state.formatter.stop_strings), n=body.n, logprobs=logprobs,
-                                  ignore_eos=body.ignore_eos)
+                                  ignore_eos=body.ignore_eos, speculative=self.speculative(body))
         return sub, callable_tools, bool(body.logprobs)
 
     @staticmethod
@@ -184,27 +202,26 @@ class Serving:
             return sse({**head, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
                                              "finish_reason": finish}], **extra})
 
-        held: list[list[str]] = [[] for _ in range(body.n)]
+        streams = [ToolCallStream(tools) for _ in range(body.n)] if tools else None
         try:
             for i in range(body.n):
                 yield chunk(i, {"role": "assistant", "content": ""})
             async for event in sub:
                 if isinstance(event, TokenEvent):
-                    if tools:  # a call is recognised only once complete: hold the text back
-                        held[event.index].append(event.text)
-                        continue
                     lp = {"content": [self._chat_logprob(event.logprob)]} if event.logprob is not None else None
-                    if event.text or lp:
-                        yield chunk(event.index, {"content": event.text}, None, lp)
+                    deltas = streams[event.index].feed(event.text) if streams else \
+                        ([{"content": event.text}] if event.text else [])
+                    if lp and not deltas:
+                        deltas = [{"content": ""}]
+                    for k, delta in enumerate(deltas):
+                        yield chunk(event.index, delta, None, lp if k == 0 else None)
                 elif isinstance(event, FinishEvent):
                     finish = event.reason
-                    if tools:
-                        rest, calls = _tool_calls.parse_tool_calls("".join(held[event.index]), tools)
-                        if calls:
+                    if streams:
+                        for delta in streams[event.index].finish():
+                            yield chunk(event.index, delta)
+                        if streams[event.index].n_calls:
                             finish = "tool_calls"
-                            yield chunk(event.index, {"tool_calls": [{**c, "index": k} for k, c in enumerate(calls)]})
-                        elif rest:
-                            yield chunk(event.index, {"content": rest})
                     yield chunk(event.index, {}, finish)
                 elif isinstance(event, DoneEvent) and include_usage:
                     yield sse({**head, "choices": [], "usage": self.usage(event), "timings": self.timings(event)})
@@ -237,7 +254,8 @@ class Serving:
         self.check_request(body, len(prompt), max_tokens)
         sub = self.state.client.submit(prompt=prompt, sampling=self.sampling(body, self.grammar(body)),
                                        max_tokens=max_tokens, stop=self.stops(body), n=body.n,
-                                       logprobs=body.logprobs, ignore_eos=body.ignore_eos)
+                                       logprobs=body.logprobs, ignore_eos=body.ignore_eos,
+                                       speculative=self.speculative(body))
         return sub, prompt
 
     def echo_text(self, body: CompletionRequest, prompt: list[int]) -> str:
