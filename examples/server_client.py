@@ -2,7 +2,8 @@
 
     python examples/server_client.py [--model GGUF] [--port 8080]
 
-Streams one chat answer, asks for JSON with a schema, then prints the server's prefix-cache use.
+Streams one chat answer, asks for JSON with a schema, streams a tool call (its arguments arrive in
+fragments), embeds two sentences, then prints the server's prefix-cache use.
 Needs ``pip install "ikllama[server]" openai``.
 """
 
@@ -58,6 +59,19 @@ def main() -> None:
                 messages=[{"role": "user", "content": "What is the capital of France? Reply in JSON."}],
                 response_format={"type": "json_schema", "json_schema": {"name": "capital", "schema": schema}})
             print("json:", json.loads(answer.choices[0].message.content))
+            weather = {"type": "function", "function": {"name": "get_weather", "parameters": {
+                "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+            call = {"name": None, "arguments": ""}
+            for chunk in client.chat.completions.create(
+                    model="local", max_tokens=64, temperature=0, tools=[weather], tool_choice="required", stream=True,
+                    messages=[{"role": "user", "content": "What is the weather in Paris?"}]):
+                for fragment in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                    call["name"] = call["name"] or fragment.function.name
+                    call["arguments"] += fragment.function.arguments or ""
+            print("tool call:", call["name"], json.loads(call["arguments"]))
+            vectors = client.embeddings.create(model="local", input=["a cat sleeps", "a kitten naps"]).data
+            a, b = vectors[0].embedding, vectors[1].embedding
+            print(f"embedding similarity: {sum(x * y for x, y in zip(a, b)):.3f}")
             again = client.chat.completions.create(model="local", messages=messages, max_tokens=8, temperature=0)
             print("cached prompt tokens on a repeat:", again.usage.prompt_tokens_details.cached_tokens,
                   "of", again.usage.prompt_tokens)
