@@ -201,3 +201,48 @@ def test_forced_tool_call_streams_in_fragments(two_models):
     arguments = "".join(f.function.arguments or "" for f in frags)
     assert json.loads(arguments) == json.loads(whole.choices[0].message.tool_calls[0].function.arguments)
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+def test_sigterm_lets_running_requests_finish_then_exits(smollm_path):
+    """`ikllama serve` as a real process: SIGTERM mid-stream stops new connections, the stream ends normally."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "ikllama", "serve", str(smollm_path), "--port", str(port),
+                             "-c", "1024", "-np", "2", "-t", "2", "--log-level", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        finishes, n_chunks = [], 0
+        with httpx.stream("POST", base + "/v1/completions", timeout=60, json={
+                "prompt": PROMPT, "max_tokens": 120, "ignore_eos": True, "stream": True}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    n_chunks += 1
+                    if n_chunks == 3:
+                        proc.send_signal(signal.SIGTERM)
+                    finishes += [c["finish_reason"] for c in json.loads(line[6:])["choices"] if c["finish_reason"]]
+        assert finishes == ["length"] and n_chunks >= 110
+        # uvicorn re-raises the signal once it has drained, so the exit reads as SIGTERM (a clean stop for
+        # service managers); what matters is that it came after the stream ended, and came by itself.
+        assert proc.wait(60) in (0, -signal.SIGTERM)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(base + "/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
