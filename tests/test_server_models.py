@@ -11,7 +11,6 @@ import threading
 import httpx
 import openai
 import pytest
-
 from server_util import running_server
 
 PROMPT = "The capital of France is"

@@ -15,8 +15,8 @@ from typing import Any
 
 from .. import _tool_calls
 from ..chat import split_thinking
-from ..llm import _grammar_for
 from ..json_grammar import json_schema_to_gbnf
+from ..llm import _grammar_for
 from ..sampling import SamplerConfig
 from ..speculative import PromptLookupSession
 from .errors import ApiError, error_body
