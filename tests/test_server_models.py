@@ -245,3 +245,30 @@ def test_sigterm_lets_running_requests_finish_then_exits(smollm_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_batched_prompts_answer_each_prompt(two_models, smollm):
+    client = openai.OpenAI(base_url=two_models[0] + "/v1", api_key="none", max_retries=0)
+    prompts = [PROMPT, "Once upon a time", "def fibonacci(n):"]
+    alone = [client.completions.create(model="chat", prompt=p, max_tokens=10, temperature=0) for p in prompts]
+    out = client.completions.create(model="chat", prompt=prompts, max_tokens=10, temperature=0, n=2, echo=True)
+    assert [c.index for c in out.choices] == list(range(6))
+    assert out.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone)
+    assert out.usage.completion_tokens == 60
+    echoes = prompts
+    for i, choice in enumerate(out.choices):
+        answer = alone[i // 2].choices[0].text
+        assert choice.text.startswith(echoes[i // 2]) and choice.text[len(echoes[i // 2]):][:8] == answer[:8]
+    chunks = list(client.completions.create(model="chat", prompt=prompts[:2], max_tokens=10, temperature=0,
+                                            stream=True, stream_options={"include_usage": True}))
+    texts = ["", ""]
+    for c in chunks:
+        for choice in c.choices:
+            texts[choice.index] += choice.text
+    assert [t[:8] for t in texts] == [a.choices[0].text[:8] for a in alone[:2]]
+    assert chunks[-1].usage.completion_tokens == 20
+    as_tokens = client.completions.create(model="chat", prompt=[smollm.tokenize(p, True, True) for p in prompts[:2]],
+                                          max_tokens=10, temperature=0)
+    assert [c.text[:8] for c in as_tokens.choices] == [a.choices[0].text[:8] for a in alone[:2]]
+    r = httpx.post(two_models[0] + "/v1/completions", json={"model": "chat", "prompt": [], "max_tokens": 2})
+    assert r.status_code == 400

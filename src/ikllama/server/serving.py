@@ -7,6 +7,8 @@ is sent once, in a final chunk with no choices, and only when ``stream_options.i
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -231,46 +233,60 @@ class Serving:
         yield SSE_DONE
 
     # -- text completions ---------------------------------------------------------------------------------
-    def completion_prompt(self, prompt: Any) -> list[int]:
+    def completion_prompts(self, prompt: Any) -> list[list[int]]:
+        """Token lists of the request's prompts: a string, tokens, or a batch of either."""
         model = self.state.model
-        if isinstance(prompt, str):
-            return model.tokenize(prompt, True, True)
-        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-            return model.tokenize(prompt[0], True, True)
-        if isinstance(prompt, list) and all(isinstance(t, int) for t in prompt):
-            for t in prompt:
+        if isinstance(prompt, str) or (prompt and all(isinstance(t, int) for t in prompt)):
+            prompt = [prompt]
+        if not prompt:
+            raise ApiError(400, "the prompt is empty", "invalid_request_error", "prompt")
+        out = []
+        for item in prompt:
+            if isinstance(item, str):
+                out.append(model.tokenize(item, True, True))
+                continue
+            for t in item:
                 if not 0 <= t < model.n_vocab:
                     raise ApiError(400, f"prompt token {t} is outside the vocabulary (0..{model.n_vocab - 1})",
                                    "invalid_request_error", "prompt")
-            return list(prompt)
-        raise ApiError(400, "batched prompts are not supported: send one prompt per request (they run "
-                       "concurrently)", "invalid_request_error", "prompt")
+            out.append(list(item))
+        return out
 
-    def completion_submission(self, body: CompletionRequest) -> tuple[Any, list[int]]:
+    def completion_submission(self, body: CompletionRequest) -> tuple[Any, list[list[int]]]:
+        """Submit every prompt of the request (choice ``i`` of prompt ``p`` is index ``p * n + i``)."""
         if body.suffix:
             raise ApiError(400, "suffix (fill-in-the-middle) is not supported", "invalid_request_error", "suffix")
-        prompt = self.completion_prompt(body.prompt)
+        prompts = self.completion_prompts(body.prompt)
         max_tokens = self.max_tokens(body.max_tokens)
-        self.check_request(body, len(prompt), max_tokens)
-        sub = self.state.client.submit(prompt=prompt, sampling=self.sampling(body, self.grammar(body)),
-                                       max_tokens=max_tokens, stop=self.stops(body), n=body.n,
-                                       logprobs=body.logprobs, ignore_eos=body.ignore_eos,
-                                       speculative=self.speculative(body))
-        return sub, prompt
+        for prompt in prompts:
+            self.check_request(body, len(prompt), max_tokens)
+        subs = []
+        try:
+            for prompt in prompts:
+                subs.append(self.state.client.submit(
+                    prompt=prompt, sampling=self.sampling(body, self.grammar(body)), max_tokens=max_tokens,
+                    stop=self.stops(body), n=body.n, logprobs=body.logprobs, ignore_eos=body.ignore_eos,
+                    speculative=self.speculative(body)))
+        except BaseException:  # all or nothing: a batch refused half-way leaves nothing running
+            for sub in subs:
+                sub.close()
+            raise
+        return (subs[0] if len(subs) == 1 else MergedSubmission(subs, body.n)), prompts
 
-    def echo_text(self, body: CompletionRequest, prompt: list[int]) -> str:
+    def echo_texts(self, body: CompletionRequest, prompts: list[list[int]]) -> list[str]:
+        """The text each choice starts with: its prompt with ``echo``, else nothing."""
         if not body.echo:
-            return ""
-        if isinstance(body.prompt, str):
-            return body.prompt
-        return self.state.model.detokenize(prompt)
+            return [""] * (len(prompts) * body.n)
+        texts = body.prompt if isinstance(body.prompt, list) and all(isinstance(p, str) for p in body.prompt) \
+            else [body.prompt] if isinstance(body.prompt, str) else [self.state.model.detokenize(p) for p in prompts]
+        return [text for text in texts for _ in range(body.n)]
 
     async def completion(self, body: CompletionRequest) -> dict[str, Any]:
-        sub, prompt = self.completion_submission(body)
-        echo = self.echo_text(body, prompt)
-        texts = [[echo] for _ in range(body.n)]
-        lps = [{"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []} for _ in range(body.n)]
-        reasons = ["stop"] * body.n
+        sub, prompts = self.completion_submission(body)
+        n = len(prompts) * body.n
+        texts = [[echo] for echo in self.echo_texts(body, prompts)]
+        lps = [{"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []} for _ in range(n)]
+        reasons = ["stop"] * n
         done = None
         async for event in sub:
             if isinstance(event, TokenEvent):
@@ -286,15 +302,15 @@ class Serving:
             elif isinstance(event, DoneEvent):
                 done = event
         choices = [{"index": i, "text": "".join(texts[i]), "finish_reason": reasons[i],
-                    "logprobs": lps[i] if body.logprobs is not None else None} for i in range(body.n)]
+                    "logprobs": lps[i] if body.logprobs is not None else None} for i in range(n)]
         return {**self.head("text_completion"), "choices": choices, "usage": self.usage(done),
                 "timings": self.timings(done)}
 
     async def completion_stream(self, body: CompletionRequest) -> AsyncIterator[bytes]:
-        sub, prompt = self.completion_submission(body)
-        return self._completion_events(body, sub, self.echo_text(body, prompt))
+        sub, prompts = self.completion_submission(body)
+        return self._completion_events(body, sub, self.echo_texts(body, prompts))
 
-    async def _completion_events(self, body: CompletionRequest, sub: Any, echo: str) -> AsyncIterator[bytes]:
+    async def _completion_events(self, body: CompletionRequest, sub: Any, echoes: list[str]) -> AsyncIterator[bytes]:
         head = self.head("text_completion")
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         extra = {"usage": None} if include_usage else {}
@@ -304,8 +320,8 @@ class Serving:
                                              "finish_reason": finish}], **extra})
 
         try:
-            if echo:
-                for i in range(body.n):
+            for i, echo in enumerate(echoes):
+                if echo:
                     yield chunk(i, echo)
             async for event in sub:
                 if isinstance(event, TokenEvent):
@@ -323,3 +339,47 @@ class Serving:
             yield sse(error_body(exc.status, exc.message, exc.code))
             return
         yield SSE_DONE
+
+
+class MergedSubmission:
+    """Several submissions read as one (a batch of prompts): their events with choice indices shifted by
+    ``prompt * n``, then one DoneEvent with the totals. Closing it cancels every part."""
+
+    def __init__(self, subs: list[Any], n: int):
+        self.subs = subs
+        self.n = n
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        merged: asyncio.Queue = asyncio.Queue()
+
+        async def pump(p: int, sub: Any) -> None:
+            try:
+                async for event in sub:
+                    merged.put_nowait((p, event))
+            except ApiError as exc:
+                merged.put_nowait((p, exc))
+
+        tasks = [asyncio.ensure_future(pump(p, sub)) for p, sub in enumerate(self.subs)]
+        dones: list[DoneEvent] = []
+        try:
+            while len(dones) < len(self.subs):
+                p, event = await merged.get()
+                if isinstance(event, ApiError):
+                    raise event
+                if isinstance(event, DoneEvent):
+                    dones.append(event)
+                else:
+                    yield dataclasses.replace(event, index=p * self.n + event.index)
+            yield DoneEvent(*(sum(getattr(d, f) for d in dones) for f in ("prompt_tokens", "cached_tokens",
+                                                                           "completion_tokens")),
+                            *(max(getattr(d, f) for d in dones) for f in ("queue_seconds", "prompt_seconds",
+                                                                           "generation_seconds")),
+                            sum(d.drafted for d in dones), sum(d.accepted for d in dones))
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.close()
+
+    def close(self) -> None:
+        for sub in self.subs:
+            sub.close()
