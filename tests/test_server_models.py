@@ -272,3 +272,42 @@ def test_batched_prompts_answer_each_prompt(two_models, smollm):
     assert [c.text[:8] for c in as_tokens.choices] == [a.choices[0].text[:8] for a in alone[:2]]
     r = httpx.post(two_models[0] + "/v1/completions", json={"model": "chat", "prompt": [], "max_tokens": 2})
     assert r.status_code == 400
+
+
+def test_disconnects_while_queued_and_during_prefill_free_exactly_their_request(smollm_path):
+    with running_server(model=smollm_path, n_ctx=8192, parallel=2, threads=2, prefill_budget=32,
+                        max_queue=4) as (base, app):
+        engine = app.state.ikllama.default.engine
+
+        async def run() -> tuple[str, list[dict]]:
+            async with httpx.AsyncClient(base_url=base, timeout=120) as c:
+                async with c.stream("POST", "/v1/completions", json={"prompt": PROMPT, "max_tokens": 800,
+                                                                     "temperature": 0, "ignore_eos": True,
+                                                                     "stream": True}) as r:
+                    lines = r.aiter_lines()
+                    await anext(lines)
+                    # Prefill: a long prompt at 32 tokens per step is still being read when its client leaves.
+                    with pytest.raises(httpx.ReadTimeout):
+                        await c.post("/v1/completions", json={"prompt": "history " * 3000, "max_tokens": 4},
+                                     timeout=0.6)
+                    # Queued: the second sequence is held by a long answer, so this one waits, and leaves.
+                    holder = asyncio.create_task(c.post("/v1/completions", json={
+                        "prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": True}))
+                    await asyncio.sleep(0.5)
+                    with pytest.raises(httpx.ReadTimeout):
+                        await c.post("/v1/completions", json={"prompt": "A queued request", "max_tokens": 4},
+                                     timeout=0.6)
+                    waiting_after = engine.n_waiting
+                    text = ""
+                    async for line in lines:
+                        if line.startswith("data: {"):
+                            text += json.loads(line[6:])["choices"][0]["text"]
+                    await holder
+            return text, waiting_after, [s for s in httpx.get(base + "/slots").json()]
+
+        text, waiting_after, slots = asyncio.run(run())
+        assert waiting_after == 0  # the queued request left the queue when its client went
+        assert len(text) > 300  # the first stream ran to its end, undisturbed
+        assert engine.n_active == 0 and all(s["request_id"] is None for s in slots)
+        # The long prompt never finished its prefill: no sequence holds all of its 3000 tokens.
+        assert all(s["n_cached"] < 3000 for s in slots)
