@@ -63,7 +63,10 @@ def start(kind: str, model: Path, port: int, args: argparse.Namespace, n_ctx: in
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json().get("status") == "ok":
+            if kind == "lcpp":  # no /health there
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                    return proc
+            elif httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json().get("status") == "ok":
                 return proc
         except (httpx.HTTPError, ValueError):
             pass
