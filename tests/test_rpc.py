@@ -137,6 +137,8 @@ def test_peer_lost_mid_generation_raises_and_the_host_lives(fault, smollm_path):
     assert out["type"] == "RpcConnectionLostError", out
     assert out["peer"] and out["peer"].startswith("127.0.0.1:"), out
     assert out["seconds"] < 10, out
+    if fault == "stopped":  # alive but silent: only the reply timeout (rpc_timeout=3) can tell
+        assert "no reply within the reply timeout of 3000 ms" in out["message"] and out["seconds"] >= 2.5, out
     assert out["second_decode"] == "RpcConnectionLostError", out
     assert out["new_context"] == "RpcConnectionLostError", out
     assert out["closed"] and out["fresh_remote_decodes"] and out["fresh_local_decodes"], out
