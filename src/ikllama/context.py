@@ -255,6 +255,10 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         for fork in {f for _, _, f in entries}:
             lib.llama_kv_cache_seq_rm(self._h, fork, len(self._seqs[fork]), -1)
 
+    def _rpc_section(self) -> Any:
+        """The process-wide RPC lock when this context's model uses peers (their connections are shared)."""
+        return _rpc_guard.LOCK if self.model._rpc is not None else contextlib.nullcontext()
+
     def _decode_raw(self, batch_struct: Any, entries: list[tuple[int, int, int]]) -> None:
         """llama_decode with rollback on failure; updates the sequences on success."""
         rpc = self.model._rpc
