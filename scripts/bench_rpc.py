@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
     n_layer = inspect(args.model).n_layer
     with Peer(threads=args.threads) as a, Peer(threads=args.threads) as b:
-        for name, servers, ngl in (("local", [], 0), ("1 peer", [a.address], 99), ("2 peers", [a.address, b.address], 99),
-                                   ("2p head", [a.address, b.address], n_layer)):
+        both = [a.address, b.address]
+        for name, servers, ngl in (("local", [], 0), ("1 peer", [a.address], 99), ("2 peers", both, 99),
+                                   ("2p head", both, n_layer)):
             r = run_setup(args.model, servers, args.threads, args.pp, args.tg, args.reps, ngl)
             wire_ms = (r["sent"] + r["recv"]) * 8 / 1e9 * 1e3
             print(f"{name:<8} {r['pp']:>11.1f} {r['tg']:>11.1f} {r['sent']:>11.0f} {r['recv']:>11.0f} "

@@ -100,6 +100,28 @@ def _generation_fault(path: str, fault: str) -> dict:
     return out
 
 
+def _restarted_peer(path: str) -> dict:
+    """A peer restarted on the same port while a model still holds the failed connection to the old one."""
+    out: dict = {}
+    peer = Peer()
+    model = ModelConfig(rpc_servers=[peer.address], n_gpu_layers=99).load_gguf(path)
+    ctx = model.context().with_n_ctx(64).build()
+    greedy(ctx, ctx.str_to_tokens(PROMPT), 1)
+    peer.stop()
+    try:
+        greedy(ctx, ctx.str_to_tokens(" and"), 1)
+    except ikllama.RpcConnectionLostError:
+        out["lost"] = True
+    with Peer(port=peer.port) as again:
+        out.update(_load_error([again.address], path))  # the old model still holds the failed connection
+        ctx.close()
+        model.close()
+        with ModelConfig(rpc_servers=[again.address], n_gpu_layers=99).load_gguf(path) as m2, \
+                m2.context().with_n_ctx(64).build() as c2:
+            out["after_close_decodes"] = len(greedy(c2, c2.str_to_tokens(PROMPT), 3)) == 3
+    return out
+
+
 def main(scenario: str, path: str) -> None:
     if scenario == "unreachable":
         out = _load_error([f"127.0.0.1:{free_port()}"], path)
@@ -117,6 +139,8 @@ def main(scenario: str, path: str) -> None:
             out = _load_error([f"{peer.address}|3"], path)
     elif scenario in ("killed", "stopped"):
         out = _generation_fault(path, scenario)
+    elif scenario == "restarted":
+        out = _restarted_peer(path)
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     out["fresh_local_decodes"] = _fresh_local_load_decodes(path)

@@ -30,8 +30,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 class Peer:
     """One ``ikllama rpc-server`` on 127.0.0.1:``port`` advertising ``mem`` bytes."""
 
-    def __init__(self, mem: str = "8G", threads: int = 1):
-        self.port = free_port()
+    def __init__(self, mem: str = "8G", threads: int = 1, port: int | None = None):
+        self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ikllama", "rpc-server", "--host", "127.0.0.1", "--port", str(self.port),

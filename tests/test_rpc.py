@@ -144,6 +144,12 @@ def test_peer_lost_mid_generation_raises_and_the_host_lives(fault, smollm_path):
     assert out["closed"] and out["fresh_remote_decodes"] and out["fresh_local_decodes"], out
 
 
+def test_restarted_peer_needs_the_old_model_closed_first(smollm_path):
+    out = _fault("restarted", smollm_path)
+    assert out["lost"] and out["type"] == "RpcPeerError" and "still holds its failed connection" in out["message"], out
+    assert out["after_close_decodes"] and out["fresh_local_decodes"], out
+
+
 # -- refused before C ------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs,match", [
     (dict(split_mode=SplitMode.ATTN), "REDUCE"),

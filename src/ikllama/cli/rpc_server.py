@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="IPv4 address to listen on (default 127.0.0.1; anything else is reachable by others)")
     p.add_argument("-p", "--port", type=int, default=50052, help="TCP port (default 50052)")
-    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads for computing (default: half the cores)")
+    p.add_argument("-t", "--threads", type=int, default=None,
+                   help="CPU threads for computing (default: half the cores)")
     p.add_argument("--mem", type=_size, default=None,
                    help="memory to advertise, e.g. 8G (default: physical RAM); clients split layers by it")
     p.add_argument("-c", "--cache", default=None, metavar="DIR",

@@ -121,7 +121,8 @@ def failed_peer(message: str) -> str | None:
 
 def set_timeouts(connect: float, reply: float | None) -> None:
     """Deadlines for connections opened afterwards (``ggml_backend_rpc_set_timeouts``); ``reply=None``: none."""
-    lib.ggml_backend_rpc_set_timeouts(max(1, round(connect * 1000)), 0 if reply is None else max(1, round(reply * 1000)))
+    reply_ms = 0 if reply is None else max(1, round(reply * 1000))
+    lib.ggml_backend_rpc_set_timeouts(max(1, round(connect * 1000)), reply_ms)
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,8 @@ def _rpc_entries(servers: list[str]) -> tuple[list[tuple[str, int]], list[PeerIn
     for text in servers:
         ep = parse_endpoint(text)
         if ep.address in lost:
-            raise RpcPeerError(f"RPC server {text}: this process still holds its failed connection ({lost[ep.address]}). "
+            raise RpcPeerError(f"RPC server {text}: this process still holds its failed connection "
+                               f"({lost[ep.address]}). "
                                "Fix: close the models and contexts that used it, then load again.", text)
         info, count = _peer_devices(ep, busy)
         if info is not None:
