@@ -1,8 +1,8 @@
 """Real RPC peers for the tests: ``ikllama rpc-server`` processes on 127.0.0.1 that stop by themselves.
 
 Each peer is a child process of the test (or of a test's subprocess) serving this build's CPU
-backend; ``stop()`` kills it, and ``--max-life`` style safety comes from the owning process: the
-peer gets PR_SET_PDEATHSIG, so it dies with whoever started it.
+backend; ``stop()`` kills it, and it gets PR_SET_PDEATHSIG, so it also dies with whoever started it
+(a crashed or killed test leaves no peer behind).
 """
 
 from __future__ import annotations
