@@ -78,6 +78,9 @@ _EXPORTS = {
     "ClosedError": "errors",
     "UnsupportedConfigError": "errors",
     "ConcurrentUseError": "errors",
+    "RpcError": "errors",
+    "RpcPeerError": "errors",
+    "RpcConnectionLostError": "errors",
     "check_gguf": "modelfile.check",
     "GGUFSummary": "modelfile.check",
     "GGUFFormatError": "modelfile.rules",
@@ -141,6 +144,7 @@ if TYPE_CHECKING:
     from .errors import (ClosedError, ConcurrentUseError, ContextError, DecodeAbortedError, DecodeError,
                          IkLlamaError, KvCacheFullError, ModelFetchError, ModelLoadError, StateError,
                          TemplateError, TokenizationError, UnsupportedConfigError)
+    from .errors import RpcConnectionLostError, RpcError, RpcPeerError
     from .kvcache import KvCacheSize, kv_cache_bytes
     from .model import Model
     from .models import default_model

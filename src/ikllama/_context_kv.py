@@ -41,7 +41,8 @@ class KvEditMixin:
     @exclusive
     def clear(self) -> None:
         """Empty the whole KV cache, every sequence (wraps ``llama_kv_cache_clear``)."""
-        lib.llama_kv_cache_clear(self._h)
+        with self._rpc_section():  # type: ignore[attr-defined]  (clearing a peer's KV goes over its connection)
+            lib.llama_kv_cache_clear(self._h)
         for seq in self._seqs:
             seq.clear()
         self._outputs = []

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._lib import ffi, lib
 from .config import ModelConfig
-from .enums import SplitMode
 from .errors import UnsupportedConfigError
+
+if TYPE_CHECKING:
+    from .rpc.placement import Placement
 
 logger = logging.getLogger("ikllama")
 
@@ -42,53 +43,15 @@ def buffer_types() -> dict[str, Any]:
     return found
 
 
-def check_rpc_reachable(server: str, timeout: float = 5.0) -> None:
-    """Connect once before ik does: ggml-rpc dereferences a failed connection (segfault, measured)."""
-    host, _, port = server.split("|", 1)[0].rpartition(":")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise UnsupportedConfigError(f"RPC server {server} is not reachable ({exc}). "
-                                     "Fix: start rpc-server there, or check host and port.") from None
-
-
-def expand_rpc_servers(servers: list[str]) -> str:
-    """``host:port`` → ``host:port|0,host:port|1,…`` for each device the server reports, as common does."""
-    out = []
-    for server in servers:
-        check_rpc_reachable(server)
-        if "|" in server:
-            out.append(server)
-            continue
-        count = lib.ggml_backend_rpc_get_device_count(server.encode())
-        if count == 0:
-            raise UnsupportedConfigError(
-                f"RPC server {server} reports no device (is rpc-server running there and reachable?)")
-        out.extend(f"{server}|{d}" for d in range(count))
-    return ",".join(out)
-
-
 def offload_devices() -> list[str]:
     """Names of the non-CPU buffer types this build registered (one per GPU device)."""
     return [name for name in buffer_types() if name != "CPU" and not name.startswith("CPU_")]
 
 
-def check_split_devices(config: ModelConfig) -> None:
-    """ATTN/GRAPH split the model over devices; ik throws during the load with fewer than two."""
-    if config.split_mode not in (SplitMode.ATTN, SplitMode.GRAPH):
-        return
-    n = len(config.devices) if config.devices else len(offload_devices())
-    n += len(config.rpc_servers or ())
-    if n < 2:
-        raise UnsupportedConfigError(
-            f"split_mode={config.split_mode.name} spreads the model over several devices, but {n} "
-            f"{'is' if n == 1 else 'are'} available. Fix: use SplitMode.LAYER (or NONE), or add devices / rpc_servers.")
-
-
 class ModelParams:
     """A ``llama_model_params`` value plus everything it points to."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, placement: Placement | None = None):
         self.config = config
         self._keep: list[Any] = []
         self.progress_error: BaseException | None = None
@@ -109,17 +72,20 @@ class ModelParams:
         if config.fit_margin is not None:
             p.fit_margin = config.fit_margin
         p.mtp = config.mtp
-        if config.devices:
-            p.devices = self._str(",".join(config.devices))
-        if config.rpc_servers:
-            p.rpc_servers = self._str(expand_rpc_servers(list(config.rpc_servers)))
-        if config.tensor_split:
+        # The placement (ikllama.rpc.placement.plan) has checked devices, peers and the split already.
+        devices = placement.devices if placement is not None else tuple(config.devices or ())
+        split = placement.tensor_split if placement is not None else config.tensor_split
+        if devices:
+            p.devices = self._str(",".join(devices))
+        if placement is not None and placement.rpc_servers:
+            p.rpc_servers = self._str(placement.rpc_servers)
+        if split:
             n = int(lib.llama_max_devices())
-            if len(config.tensor_split) > n:
-                raise UnsupportedConfigError(f"tensor_split has {len(config.tensor_split)} entries; "
+            if len(split) > n:
+                raise UnsupportedConfigError(f"tensor_split has {len(split)} entries; "
                                              f"this build supports at most {n} devices")
             arr = ffi.new("float[]", n)
-            for i, x in enumerate(config.tensor_split):
+            for i, x in enumerate(split):
                 arr[i] = x
             p.tensor_split = self._keep_obj(arr)
         if config.tensor_overrides:

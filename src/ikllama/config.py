@@ -43,6 +43,9 @@ class ModelConfig:
     check_tensors: bool = False
     devices: Sequence[str] | None = None
     rpc_servers: Sequence[str] | None = None
+    #: seconds to wait for any one reply of an RPC peer before its connection counts as lost (None: as long
+    #: as TCP keeps it; a dead host is still noticed within ~10 s by keepalive). Raise it for slow peers.
+    rpc_timeout: float | None = 120.0
     tensor_overrides: Sequence[tuple[str, str]] = ()
     n_cpu_moe: int = 0
     mla: int = 3
@@ -122,10 +125,14 @@ class ModelConfig:
             raise ValueError(f"fit_margin={self.fit_margin} (MiB) must be >= 0")
         if self.tensor_split is not None and any(x < 0 for x in self.tensor_split):
             raise ValueError("tensor_split entries must be >= 0")
+        if isinstance(self.rpc_servers, str):
+            raise ValueError("rpc_servers must be a list of 'host:port' strings, not one string")
         for server in self.rpc_servers or ():
-            base = server.split("|", 1)[0]
-            if not _HOST_PORT.match(base):
+            base, _, device = str(server).partition("|")
+            if not _HOST_PORT.match(base) or ("|" in str(server) and not device.isdigit()):
                 raise ValueError(f"rpc server {server!r}: expected 'host:port' or 'host:port|device'")
+        if self.rpc_timeout is not None and not self.rpc_timeout > 0:
+            raise ValueError(f"rpc_timeout={self.rpc_timeout}: give seconds > 0, or None for no reply deadline")
         for pattern, buft in self.tensor_overrides:
             try:
                 re.compile(pattern)

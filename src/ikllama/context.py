@@ -8,6 +8,7 @@ One thread at a time: a second thread gets :class:`ConcurrentUseError` instead o
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +22,11 @@ from ._lib import ffi, lib
 from .batch import Batch, Pos, Token
 from .builder import ContextConfig
 from .enums import EditLevel
-from .errors import (ContextError, DecodeAbortedError, DecodeError, KvCacheFullError, UnsupportedConfigError,
-                     with_native)
+from .errors import (ContextError, DecodeAbortedError, DecodeError, KvCacheFullError, RpcConnectionLostError,
+                     UnsupportedConfigError, with_native)
 from .kvcache import KvCacheSize, kv_cache_bytes, parse_measured
 from .kvrules import check_kv_config
+from .rpc import guard as _rpc_guard
 
 if TYPE_CHECKING:
     from .model import Model
@@ -60,6 +62,13 @@ def _uses_cpu_attention(model: Model, config: ContextConfig) -> bool:
     gpu_built = any(getattr(lib, f"ggml_cpu_has_{b}")() for b in ("cuda", "vulkan", "metal"))
     remote = bool(model.config.rpc_servers)
     return model.config.n_gpu_layers == 0 or not config.offload_kqv or not (gpu_built or remote)
+
+
+def _check_rpc_usable(rpc: _rpc_guard.RpcAttachment) -> None:
+    _rpc_guard.sync()
+    if rpc.lost is not None:
+        raise RpcConnectionLostError(f"this model lost an RPC peer earlier ({rpc.lost}); close it and its contexts "
+                                     "and load the model again.", _rpc_guard.failed_peer(rpc.lost))
 
 
 def _context_params(config: ContextConfig, abort_flag: Any) -> Any:
@@ -159,10 +168,14 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         abort_flag = ffi.new("int *")
         params = _context_params(config, abort_flag)
         model_ptr = model._ptr()
+        rpc = model._rpc
+        if rpc is not None:
+            _check_rpc_usable(rpc)
         mark = _log.mark()
         captured = _log.capture_start()
         try:
-            ptr = lib.llama_init_from_model(model_ptr, params)
+            with _rpc_guard.LOCK if rpc is not None else contextlib.nullcontext():
+                ptr = lib.llama_init_from_model(model_ptr, params)
         finally:
             _log.capture_stop()
         if ptr == ffi.NULL:
@@ -173,9 +186,14 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         ctx = cls(model, handle, config, abort_flag)
         ctx.kv_size_reported = parse_measured(captured)
         try:
+            if rpc is not None:
+                with _rpc_guard.LOCK:
+                    _rpc_guard.claim(rpc.addresses, ctx)
             model._attach(ctx)
         except BaseException:
-            ffi.release(handle)
+            _rpc_guard.release(ctx)
+            with _rpc_guard.LOCK if rpc is not None else contextlib.nullcontext():
+                ffi.release(handle)
             raise
         return ctx
 
@@ -183,7 +201,12 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         for sampler in self._samplers.values():
             sampler.close()
         self._samplers.clear()
-        super()._free()
+        if self.model._rpc is None:
+            super()._free()
+        else:
+            with _rpc_guard.LOCK:  # frees the remote KV and compute buffers over the shared connection
+                super()._free()
+                _rpc_guard.release(self)
         self.model._detach(self)
 
     # -- slm_inference protocol -------------------------------------------------------------------
@@ -232,8 +255,30 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         for fork in {f for _, _, f in entries}:
             lib.llama_kv_cache_seq_rm(self._h, fork, len(self._seqs[fork]), -1)
 
+    def _rpc_section(self) -> Any:
+        """The process-wide RPC lock when this context's model uses peers (their connections are shared)."""
+        return _rpc_guard.LOCK if self.model._rpc is not None else contextlib.nullcontext()
+
     def _decode_raw(self, batch_struct: Any, entries: list[tuple[int, int, int]]) -> None:
         """llama_decode with rollback on failure; updates the sequences on success."""
+        rpc = self.model._rpc
+        if rpc is None:
+            return self._decode_native(batch_struct, entries)
+        with _rpc_guard.LOCK:
+            _check_rpc_usable(rpc)
+            before = _rpc_guard.failures()
+            try:
+                self._decode_native(batch_struct, entries)
+            except DecodeError as exc:
+                if _rpc_guard.failures() == before:
+                    raise
+                _rpc_guard.sync()
+                rpc.lost = rpc.lost or _rpc_guard.last_error()
+                raise RpcConnectionLostError(
+                    f"{rpc.lost}. This context and its model are unusable now (their remote weights and KV are "
+                    "gone): close them and load the model again.", _rpc_guard.failed_peer(rpc.lost), exc.code) from None
+
+    def _decode_native(self, batch_struct: Any, entries: list[tuple[int, int, int]]) -> None:
         h = self._h
         lib.ikl_flag_set(self._abort_flag, 0)
         self._outputs = []

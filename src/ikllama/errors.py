@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = [
     "IkLlamaError", "ModelLoadError", "ModelFetchError", "ContextError", "DecodeError", "KvCacheFullError",
     "DecodeAbortedError", "TokenizationError", "TemplateError", "StateError", "ClosedError",
-    "UnsupportedConfigError", "ConcurrentUseError",
+    "UnsupportedConfigError", "ConcurrentUseError", "RpcError", "RpcPeerError", "RpcConnectionLostError",
 ]
 
 
@@ -68,6 +68,30 @@ class UnsupportedConfigError(IkLlamaError, ValueError):
 
 class ConcurrentUseError(IkLlamaError, RuntimeError):
     """An object that is not thread-safe was entered from a second thread while in use."""
+
+
+class RpcError(IkLlamaError):
+    """A ggml RPC peer failed; ``peer`` names it (``host:port``) when known."""
+
+    def __init__(self, message: str, peer: str | None = None):
+        super().__init__(message)
+        self.peer = peer
+
+
+class RpcPeerError(RpcError, ModelLoadError):
+    """An RPC peer could not be used for a load: unreachable, not an rpc-server, busy, or without the device."""
+
+
+class RpcConnectionLostError(RpcError, DecodeError):
+    """An RPC peer failed while a context used it (killed, network gone, no reply within ``rpc_timeout``).
+
+    The context and its model are unusable from then on (their remote weights and KV are gone with the
+    connection); close them, which is safe, and load the model again.
+    """
+
+    def __init__(self, message: str, peer: str | None = None, code: int = -3):
+        RpcError.__init__(self, message, peer)
+        self.code = code
 
 
 def with_native(message: str, native: list[str]) -> str:

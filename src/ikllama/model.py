@@ -6,6 +6,7 @@ new contexts at once and frees the weights when the last open context closes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -17,7 +18,10 @@ from . import _log, _params
 from ._handle import NativeHandle
 from ._lib import ffi, lib
 from .backend import ensure_init
-from .errors import ClosedError, ModelLoadError, with_native
+from .errors import ClosedError, ModelLoadError, RpcPeerError, with_native
+from .rpc import guard as _rpc_guard
+from .rpc import placement as _placement
+from .rpc.usage import DeviceUsage, device_usage
 from .vocab import Vocab
 
 if TYPE_CHECKING:
@@ -64,8 +68,10 @@ class Model(NativeHandle):
 
     _kind = "model"
 
-    def __init__(self, handle: Any, path: Path, config: ModelConfig):
+    def __init__(self, handle: Any, path: Path, config: ModelConfig,
+                 rpc: _rpc_guard.RpcAttachment | None = None):
         super().__init__(handle)
+        self._rpc = rpc  # the RPC peers this model uses (None: all local)
         self.path = path
         self.config = config
         self._contexts: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -85,22 +91,39 @@ class Model(NativeHandle):
 
             probe_in_child(path)
         ensure_init()
-        _params.check_split_devices(config)
-        params = _params.ModelParams(config)
+        placement = _placement.plan(config)  # probes RPC peers; refuses what ik would abort on
+        params = _params.ModelParams(config, placement)
         mark = _log.mark()
-        with params.progress_scope():
-            ptr = lib.llama_model_load_from_file(os.fsencode(path), params.c)
-        if params.progress_error is not None:
-            if ptr != ffi.NULL:
-                lib.llama_free_model(ptr)
-            raise params.progress_error
+        rpc_failures = _rpc_guard.failures() if placement.uses_rpc else 0
+        with _rpc_guard.LOCK if placement.uses_rpc else contextlib.nullcontext():
+            if placement.uses_rpc:
+                _rpc_guard.set_timeouts(_placement.PROBE_TIMEOUT, config.rpc_timeout)
+            with params.progress_scope():
+                ptr = lib.llama_model_load_from_file(os.fsencode(path), params.c)
+            if params.progress_error is not None:
+                if ptr != ffi.NULL:
+                    lib.llama_free_model(ptr)
+                raise params.progress_error
         if ptr == ffi.NULL:
             if params.cancelled:
                 raise ModelLoadError(f"loading {path.name} was cancelled by the progress callback")
+            if placement.uses_rpc:
+                failed = _rpc_guard.failures() != rpc_failures
+                raise RpcPeerError(with_native(
+                    f"ik_llama.cpp could not load {path.name} over RPC peers {list(placement.addresses)}"
+                    + (f": {_rpc_guard.last_error()}" if failed else " (a peer out of memory, or gone)"),
+                    _log.since(mark)), _rpc_guard.failed_peer(_rpc_guard.last_error()) if failed else None)
             raise ModelLoadError(with_native(
                 f"ik_llama.cpp could not load {path} (truncated, corrupt or an unsupported architecture?)",
                 _log.since(mark)))
-        return cls(ffi.gc(ptr, lib.llama_free_model), path, config)
+        rpc = _rpc_guard.RpcAttachment.register(placement.addresses) if placement.uses_rpc else None
+        model = cls(ffi.gc(ptr, lib.llama_free_model), path, config, rpc)
+        if rpc is not None and _rpc_guard.failures() != rpc_failures:
+            rpc.lost = _rpc_guard.last_error()
+            model.close()
+            raise RpcPeerError(f"an RPC peer failed while {path.name} loaded: {rpc.lost}",
+                               _rpc_guard.failed_peer(rpc.lost))
+        return model
 
     # -- lifetime ---------------------------------------------------------------------------------
     def _attach(self, context: Any, while_closing: bool = False) -> Any:
@@ -123,6 +146,27 @@ class Model(NativeHandle):
             free_now = self._closing and not self._contexts
         if free_now:
             self._free()
+
+    def _free(self) -> None:
+        if self._rpc is None:
+            super()._free()
+            return
+        with _rpc_guard.LOCK:  # frees remote buffers over the shared connection (a lost one: no network)
+            super()._free()
+        self._rpc.forget()
+
+    def devices(self) -> list[DeviceUsage]:
+        """Where the weights and the open contexts' KV caches are, per device (local, GPU or RPC peer).
+
+        Wraps ``llama_model_buffer_info`` / ``llama_kv_cache_buffer_info`` (local bookkeeping, no network).
+        Returns a new list of :class:`ikllama.rpc.DeviceUsage` snapshots, in ik's buffer order.
+        """
+        from .context import Context
+
+        h = self._ptr()
+        with self._lock:
+            contexts = [c._h for c in self._contexts if isinstance(c, Context) and not c.closed]
+        return device_usage(h, contexts)
 
     def close(self) -> None:
         """Free the weights now, or as soon as the last open context built from it closes."""

@@ -78,6 +78,9 @@ int32_t llama_n_layer(const struct llama_model * model);
 float llama_rope_freq_scale_train(const struct llama_model * model);
 int32_t llama_model_desc(const struct llama_model * model, char * buf, size_t buf_size);
 uint64_t llama_model_size(const struct llama_model * model);
+/* ikllama patch 0014: the buffers that hold the weights / a context's KV, by buffer name (where a split model went). */
+int32_t llama_model_buffer_info(const struct llama_model * model, int32_t i, const char ** name, size_t * size);
+int32_t llama_kv_cache_buffer_info(const struct llama_context * ctx, int32_t i, const char ** name, size_t * size);
 uint64_t llama_model_n_params(const struct llama_model * model);
 struct ggml_tensor * llama_get_model_tensor(struct llama_model * model, const char * name);
 bool llama_model_has_encoder(const struct llama_model * model);
