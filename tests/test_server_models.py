@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import threading
+import time
 
 import httpx
 import openai
@@ -209,7 +210,6 @@ def test_sigterm_lets_running_requests_finish_then_exits(smollm_path):
     import socket
     import subprocess
     import sys
-    import time
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -293,11 +293,19 @@ def test_disconnects_while_queued_and_during_prefill_free_exactly_their_request(
                     # Queued: the second sequence is held by a long answer, so this one waits, and leaves.
                     holder = asyncio.create_task(c.post("/v1/completions", json={
                         "prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": True}))
-                    await asyncio.sleep(0.5)
+                    deadline = time.monotonic() + 30
+                    while engine.n_active < 2 and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
                     with pytest.raises(httpx.ReadTimeout):
                         await c.post("/v1/completions", json={"prompt": "A queued request", "max_tokens": 4},
                                      timeout=0.6)
+                    # It leaves the queue when the server notices the disconnect (polled), while both
+                    # sequences are still busy: it was cancelled, not admitted.
+                    deadline = time.monotonic() + 5
+                    while engine.n_waiting and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
                     waiting_after = engine.n_waiting
+                    assert engine.n_active == 2
                     text = ""
                     async for line in lines:
                         if line.startswith("data: {"):
