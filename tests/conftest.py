@@ -13,6 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    # The suite runs on the core's CPU build even where a GPU plugin is installed (ikllama[vulkan] in CI);
+    # tests/test_vulkan.py and tests/test_backend_plugins.py choose devices in their own subprocesses.
+    os.environ.setdefault("IKLLAMA_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="session")
 def smollm_path() -> Path:
     from ikllama.models import SMOLLM2_135M, fetch

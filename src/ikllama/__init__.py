@@ -78,6 +78,7 @@ _EXPORTS = {
     "ClosedError": "errors",
     "UnsupportedConfigError": "errors",
     "ConcurrentUseError": "errors",
+    "DeviceError": "errors",
     "check_gguf": "modelfile.check",
     "GGUFSummary": "modelfile.check",
     "GGUFFormatError": "modelfile.rules",
@@ -138,7 +139,7 @@ if TYPE_CHECKING:
     from .config import ModelConfig
     from .context import Context, Timings
     from .enums import AttentionType, EditLevel, GgmlType, KvType, PoolingType, RopeScalingType, SplitMode
-    from .errors import (ClosedError, ConcurrentUseError, ContextError, DecodeAbortedError, DecodeError,
+    from .errors import (ClosedError, ConcurrentUseError, ContextError, DecodeAbortedError, DecodeError, DeviceError,
                          IkLlamaError, KvCacheFullError, ModelFetchError, ModelLoadError, StateError,
                          TemplateError, TokenizationError, UnsupportedConfigError)
     from .kvcache import KvCacheSize, kv_cache_bytes

@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = [
     "IkLlamaError", "ModelLoadError", "ModelFetchError", "ContextError", "DecodeError", "KvCacheFullError",
     "DecodeAbortedError", "TokenizationError", "TemplateError", "StateError", "ClosedError",
-    "UnsupportedConfigError", "ConcurrentUseError",
+    "UnsupportedConfigError", "ConcurrentUseError", "DeviceError",
 ]
 
 
@@ -68,6 +68,10 @@ class UnsupportedConfigError(IkLlamaError, ValueError):
 
 class ConcurrentUseError(IkLlamaError, RuntimeError):
     """An object that is not thread-safe was entered from a second thread while in use."""
+
+
+class DeviceError(IkLlamaError, RuntimeError):
+    """``IKLLAMA_DEVICE`` asks for a backend that is not installed or cannot run here; the message names the fix."""
 
 
 def with_native(message: str, native: list[str]) -> str:
