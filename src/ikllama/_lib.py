@@ -121,6 +121,13 @@ class _Native:
 
 
 class _NativeFFI(_Native):
+    def addressof(self, obj: Any, *fields: Any) -> Any:
+        """``ffi.addressof`` that accepts the ``lib`` stand-in (``ffi.addressof(lib, "name")``)."""
+        real = selection().module
+        if isinstance(obj, _Native):
+            obj = getattr(real, obj.__dict__["_which"])
+        return real.ffi.addressof(obj, *fields)
+
     def def_extern(self, name: str | None = None, **kwargs: Any) -> Callable[[Callable], Callable]:
         """``ffi.def_extern`` that waits for the selection instead of forcing it (applied to the chosen ffi)."""
         def register(func: Callable) -> Callable:

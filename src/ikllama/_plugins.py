@@ -125,7 +125,10 @@ def gpu_devices(module: Any, backend: str) -> tuple[DeviceInfo, ...]:
     err = ffi.new("char[512]")
     count = int(lib.ikl_gpu_device_count(err, 512))
     if count < 0:
-        raise _Unusable(f"ggml's {backend} device query failed: {ffi.string(err).decode(errors='replace')}")
+        hint = ("check the driver with vulkaninfo (and VK_ICD_FILENAMES / GGML_VK_VISIBLE_DEVICES if set)"
+                if backend == "vulkan" else "check the driver with nvidia-smi")
+        raise _Unusable(f"ggml's {backend} device query failed ({ffi.string(err).decode(errors='replace')}); "
+                        f"fix: {hint}, or set IKLLAMA_DEVICE=cpu")
     if count == 0:
         hint = ("ggml skips CPU devices such as Mesa's lavapipe/llvmpipe: select one with GGML_VK_VISIBLE_DEVICES=0, "
                 "or install a GPU driver" if backend == "vulkan" else "check the driver (nvidia-smi)")
