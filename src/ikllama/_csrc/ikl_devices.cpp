@@ -71,6 +71,10 @@ extern "C" int ikl_gpu_device_info(int i, char * desc, size_t desc_size, size_t 
         ggml_backend_vk_get_device_description(i, desc, desc_size);
         ggml_backend_vk_get_device_memory(i, free_bytes, total_bytes);
         return 0;
+#elif defined(GGML_USE_METAL)
+        (void) i;  // ik's Metal backend drives the system default device and has no query for it
+        copy_message(desc, desc_size, "Apple Metal (system default device; memory not reported)");
+        return 0;
 #else
         (void) i;
         copy_message(desc, desc_size, "no per-device query for this build");
