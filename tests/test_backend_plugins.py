@@ -127,15 +127,20 @@ def test_plugin_whose_native_module_fails_to_load(tmp_path, native):
 @pytest.mark.parametrize("device", ["cuda", "cuda12"])
 def test_cuda_plugin_without_a_driver(tmp_path, device):
     fake_plugin(tmp_path, "cuda12")
+    if device == "cuda":  # IKLLAMA_DEVICE=cuda tries both CUDA plugins, cuda13 first, and names both failures
+        fake_plugin(tmp_path, "cuda13")
     out = run("import ikllama; ikllama.system_info()", tmp_path, IKLLAMA_DEVICE=device)
     assert out.returncode == 1
-    assert (f"IKLLAMA_DEVICE={device}: the cuda12 backend (ikllama-cuda12 {ikllama.__version__}) cannot run: "
+    first = "cuda13" if device == "cuda" else "cuda12"
+    assert (f"IKLLAMA_DEVICE={device}: the {first} backend (ikllama-{first} {ikllama.__version__}) cannot run: "
             "no NVIDIA driver (libcuda.so.1 not found); fix: install the NVIDIA driver") in out.stderr
+    if device == "cuda":
+        assert f"; and the cuda12 backend (ikllama-cuda12 {ikllama.__version__}) cannot run: no NVIDIA" in out.stderr
     assert "invalid ELF header" not in out.stderr, "the probe must run before the plugin's native module loads"
     auto = run(INFO, tmp_path)
     assert auto.returncode == 0, auto.stderr
     assert last_json(auto)["device"] == "cpu"
-    assert "running on the CPU (cuda12: no NVIDIA driver" in auto.stderr
+    assert f"running on the CPU ({first}: no NVIDIA driver" in auto.stderr
 
 
 def test_unknown_plugin_name_is_ignored_with_a_warning(tmp_path):

@@ -175,29 +175,33 @@ def select(load_core: Callable[[], Any], check_build: Callable[[Any, str], None]
     order = _candidates(want, found)
     status = {name: "not tried" for name in found}
     chosen = None
+    failures = []
     for name in order:
         try:
             module, devices = _load(name, found[name], check_build)
         except _Unusable as exc:
             dist, version = _dist(found[name])
-            if want != "auto":
-                raise DeviceError(f"IKLLAMA_DEVICE={want}: the {name} backend ({dist} {version}) cannot run: "
-                                  f"{exc}") from None
+            failures.append(f"the {name} backend ({dist} {version}) cannot run: {exc}")
             status[name] = f"skipped: {exc}"
             continue
         status[name] = "selected"
         chosen = Selection(name, module.__name__.rpartition(".")[0], module, gpu_devices=devices)
         break
+    if chosen is None and failures and want != "auto":  # an explicit GPU device: every candidate failed
+        raise DeviceError(f"IKLLAMA_DEVICE={want}: " + "; and ".join(failures))
     if chosen is None:
         module = load_core()
         check_build(module, "ikllama")
         backend = module.ffi.string(module.lib.ikl_gpu_backend()).decode()
         devices: tuple[DeviceInfo, ...] = ()
-        if backend:  # a monolithic GPU build (IKLLAMA_BACKEND=vulkan pip install .): no CPU build to fall back to
+        if backend:  # a monolithic GPU build (IKLLAMA_BACKEND=cuda|vulkan|metal pip install .)
             try:
                 devices = gpu_devices(module, backend)
             except _Unusable as exc:
-                raise DeviceError(f"this ikllama was built with {backend} and cannot run: {exc}") from None
+                if backend == "vulkan":  # ik's Vulkan build crashes at model load without a device
+                    raise DeviceError(f"this ikllama was built with vulkan and cannot run: {exc}") from None
+                log.warning("this ikllama was built with %s but sees no device; layers stay on the CPU (%s)",
+                            backend, exc)
         skipped = [f"{n}: {s[len('skipped: '):]}" for n, s in status.items() if s.startswith("skipped")]
         if skipped:
             log.warning("no usable GPU backend, running on the CPU (%s)", "; ".join(skipped))
