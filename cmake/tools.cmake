@@ -17,3 +17,7 @@ target_include_directories(llama-server PRIVATE "${IK_DIR}")
 # so the package's own tree can serve both the wheel and the tools without moving its libraries.
 set_target_properties(${IKLLAMA_TOOL_TARGETS} PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${IKLLAMA_TOOLS_OUTPUT_DIR}")
 add_custom_target(ikllama_tools DEPENDS ${IKLLAMA_TOOL_TARGETS})
+# What the test suite runs (tests/conftest.py's ik_tools): everything but llama-server and its mtmd/clip code.
+set(IKLLAMA_TEST_TOOL_TARGETS ${IKLLAMA_TOOL_TARGETS})
+list(REMOVE_ITEM IKLLAMA_TEST_TOOL_TARGETS llama-server)
+add_custom_target(ikllama_test_tools DEPENDS ${IKLLAMA_TEST_TOOL_TARGETS})

@@ -10,6 +10,8 @@
 #   IKLLAMA_TOOLS_DIR    where the binaries go                                   [build/tools/bin]
 #   IKLLAMA_TOOLS_BUILD  a CMake build directory to use instead of the wheel's   [the wheel's, else build/tools]
 #   IKLLAMA_BACKEND      as for pip install (native, cpu, cuda, ...)             [native]
+#   IKLLAMA_TOOLS_TARGET ikllama_tools (all), or ikllama_test_tools (what the tests run: no llama-server)
+#                                                                                [ikllama_tools]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${IKLLAMA_TOOLS_DIR:-$root/build/tools/bin}"
@@ -56,6 +58,6 @@ else
         -DIKLLAMA_BACKEND="$backend" \
         -DIKLLAMA_TOOLS_OUTPUT_DIR="$out" >/dev/null
 fi
-cmake --build "$build" --target ikllama_tools
+cmake --build "$build" --target "${IKLLAMA_TOOLS_TARGET:-ikllama_tools}"
 echo "ik tools in $out:"
 ls "$out"

@@ -58,7 +58,9 @@ def ik_tools() -> Path:
     """Directory of ik's llama-bench, llama-cli, llama-simple, ... built from the vendored tree."""
     d = tools_dir()
     if not (d / "llama-simple").exists():
-        subprocess.run(["bash", str(ROOT / "scripts" / "build_tools.sh")], check=True)
+        # Only what the tests run (llama-server and its multimodal code are for scripts/bench_server.py).
+        env = {**os.environ, "IKLLAMA_TOOLS_TARGET": os.environ.get("IKLLAMA_TOOLS_TARGET", "ikllama_test_tools")}
+        subprocess.run(["bash", str(ROOT / "scripts" / "build_tools.sh")], check=True, env=env)
     return d
 
 
