@@ -13,6 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    # The suite runs on the core's CPU build even where a GPU plugin is installed (ikllama[vulkan] in CI);
+    # tests/test_vulkan.py and tests/test_backend_plugins.py choose devices in their own subprocesses.
+    os.environ.setdefault("IKLLAMA_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="session")
 def smollm_path() -> Path:
     from ikllama.models import SMOLLM2_135M, fetch
@@ -52,7 +58,9 @@ def ik_tools() -> Path:
     """Directory of ik's llama-bench, llama-cli, llama-simple, ... built from the vendored tree."""
     d = tools_dir()
     if not (d / "llama-simple").exists():
-        subprocess.run(["bash", str(ROOT / "scripts" / "build_tools.sh")], check=True)
+        # Only what the tests run (llama-server and its multimodal code are for scripts/bench_server.py).
+        env = {**os.environ, "IKLLAMA_TOOLS_TARGET": os.environ.get("IKLLAMA_TOOLS_TARGET", "ikllama_test_tools")}
+        subprocess.run(["bash", str(ROOT / "scripts" / "build_tools.sh")], check=True, env=env)
     return d
 
 

@@ -17,7 +17,8 @@ def test_only_our_component_is_installed():
     files = installed_files()
     ours = [f for f in files if f.startswith("ikllama/")]
     libs = sorted(f for f in ours if f.startswith("ikllama/lib/"))
-    assert libs == ["ikllama/lib/libggml.so", "ikllama/lib/libllama.so"]
+    # Our own names: never the same SONAME as a GPU plugin's or llama-cpp-python's libllama.so.
+    assert libs == ["ikllama/lib/libggml-ikl.so", "ikllama/lib/libllama-ikl.so"]
     assert any(f.startswith("ikllama/_ikllama_cffi.") and f.endswith(".so") for f in ours)
     leaked = [f for f in files if not (f.startswith(("ikllama/", "ikllama-")) or "_editable_" in f
                                        or f.endswith("bin/ikllama"))]
@@ -38,8 +39,8 @@ def test_extension_finds_its_libraries_by_origin():
     readelf = shutil.which("readelf")
     assert readelf, "binutils (readelf) is part of the build toolchain"
     out = subprocess.run([readelf, "-d", str(so.locate())], capture_output=True, text=True, check=True).stdout
-    assert "$ORIGIN/lib" in out
-    lib_out = subprocess.run([readelf, "-d", str(so.locate().parent / "lib" / "libllama.so")],
+    assert "$ORIGIN/lib" in out and "Shared library: [libllama-ikl.so]" in out
+    lib_out = subprocess.run([readelf, "-d", str(so.locate().parent / "lib" / "libllama-ikl.so")],
                              capture_output=True, text=True, check=True).stdout
     assert "[$ORIGIN]" in lib_out
 

@@ -81,6 +81,7 @@ _EXPORTS = {
     "RpcError": "errors",
     "RpcPeerError": "errors",
     "RpcConnectionLostError": "errors",
+    "DeviceError": "errors",
     "check_gguf": "modelfile.check",
     "GGUFSummary": "modelfile.check",
     "GGUFFormatError": "modelfile.rules",
@@ -141,7 +142,7 @@ if TYPE_CHECKING:
     from .config import ModelConfig
     from .context import Context, Timings
     from .enums import AttentionType, EditLevel, GgmlType, KvType, PoolingType, RopeScalingType, SplitMode
-    from .errors import (ClosedError, ConcurrentUseError, ContextError, DecodeAbortedError, DecodeError,
+    from .errors import (ClosedError, ConcurrentUseError, ContextError, DecodeAbortedError, DecodeError, DeviceError,
                          IkLlamaError, KvCacheFullError, ModelFetchError, ModelLoadError, StateError,
                          TemplateError, TokenizationError, UnsupportedConfigError)
     from .errors import RpcConnectionLostError, RpcError, RpcPeerError

@@ -2,12 +2,15 @@
 
 Run by CMake at build time, never imported at run time:
 
-    python _ffi_build.py OUT.c --version V --upstream-commit C --build-type T --backends "cpu,rpc"
+    python _ffi_build.py OUT.c --version V --upstream-commit C --build-type T --backends "cpu,rpc" \
+        [--module ikllama_vulkan._ikllama_cffi]
 
 The cdef is the concatenation of ``_decl/*.h`` in ``DECL_ORDER``; the C source includes the vendored
 ``llama.h`` and ``ggml-rpc.h``, so the compiler checks every declaration and struct layout against
 them. ``IKLLAMA_DECL_HASH`` is a digest of the cdef that ``_lib`` compares with the decl files it
-ships, which catches an editable install whose compiled module is older than its Python side.
+ships, which catches an editable install whose compiled module is older than its Python side. A backend
+plugin (``IKLLAMA_VARIANT``) builds the same source under its own module name, e.g.
+``ikllama_vulkan._ikllama_cffi``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def c_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def make_ffi(version: str, upstream_commit: str, build_type: str, backends: str) -> cffi.FFI:
+def make_ffi(version: str, upstream_commit: str, build_type: str, backends: str,
+             module: str = MODULE_NAME) -> cffi.FFI:
     cdef = read_cdef()
     ffi = cffi.FFI()
     ffi.cdef(cdef)
@@ -48,13 +52,14 @@ def make_ffi(version: str, upstream_commit: str, build_type: str, backends: str)
         "#include <ggml-rpc.h>",
         '#include "ikl_helpers.h"',
         '#include "ikl_sampler.h"',
+        '#include "ikl_devices.h"',
         f"static const char * const IKLLAMA_BUILD_VERSION = {c_string(version)};",
         f"static const char * const IKLLAMA_DECL_HASH = {c_string(decl_hash(cdef))};",
         f"static const char * const IKLLAMA_UPSTREAM_COMMIT = {c_string(upstream_commit)};",
         f"static const char * const IKLLAMA_BUILD_TYPE = {c_string(build_type)};",
         f"static const char * const IKLLAMA_BACKENDS = {c_string(backends)};",
     ])
-    ffi.set_source(MODULE_NAME, preamble)
+    ffi.set_source(module, preamble)
     return ffi
 
 
@@ -65,8 +70,9 @@ def main() -> None:
     parser.add_argument("--upstream-commit", default="unknown")
     parser.add_argument("--build-type", default="Release")
     parser.add_argument("--backends", default="cpu")
+    parser.add_argument("--module", default=MODULE_NAME, help="dotted name of the compiled module")
     args = parser.parse_args()
-    ffi = make_ffi(args.version, args.upstream_commit, args.build_type, args.backends)
+    ffi = make_ffi(args.version, args.upstream_commit, args.build_type, args.backends, args.module)
     # emit_c_code rewrites the file only when the text changed, which keeps rebuilds incremental.
     ffi.emit_c_code(str(args.out))
 

@@ -12,10 +12,11 @@ import threading
 from dataclasses import asdict, dataclass, field
 
 from . import _log
-from ._lib import build_info, ffi, lib
+from ._lib import build_info, ffi, lib, selection
+from ._plugins import DeviceInfo, PluginInfo
 from ._version import __version__
 
-__all__ = ["ensure_init", "system_info", "SystemInfo"]
+__all__ = ["ensure_init", "system_info", "SystemInfo", "DeviceInfo", "PluginInfo"]
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -39,7 +40,12 @@ _CPU_PROBES = ("avx", "avx_vnni", "avx2", "avx512", "avx512_vbmi", "avx512_vnni"
 
 @dataclass(frozen=True)
 class SystemInfo:
-    """What this ikllama build is and what it can run (see :func:`system_info`)."""
+    """What this ikllama build is and what it can run (see :func:`system_info`).
+
+    ``device`` is the native build in use (``cpu``, ``vulkan``, ``cuda12``, ``cuda13``, or ``metal`` for a macOS
+    build), chosen by ``IKLLAMA_DEVICE``; ``plugins`` lists the installed backend plugins and what became of
+    each; ``gpu_devices`` the GPUs the chosen build sees, with their memory.
+    """
 
     version: str
     upstream_commit: str
@@ -53,15 +59,22 @@ class SystemInfo:
     cpu_features: dict[str, bool] = field(default_factory=dict)
     native_system_info: str = ""
     machine: str = ""
+    device: str = "cpu"
+    plugins: tuple[PluginInfo, ...] = ()
+    gpu_devices: tuple[DeviceInfo, ...] = ()
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def system_info() -> SystemInfo:
-    """Describe the build and the machine (wraps ``llama_print_system_info`` and ``ggml_cpu_has_*``)."""
+    """Describe the build and the machine (wraps ``llama_print_system_info`` and ``ggml_cpu_has_*``).
+
+    The first call may choose the native build (see ``IKLLAMA_DEVICE``); the result is a fresh snapshot.
+    """
     ensure_init()
     stamp = build_info()
+    chosen = selection()
     features = {name: bool(getattr(lib, f"ggml_cpu_has_{name}")()) for name in _CPU_PROBES}
     return SystemInfo(
         version=__version__,
@@ -76,4 +89,7 @@ def system_info() -> SystemInfo:
         cpu_features=features,
         native_system_info=ffi.string(lib.llama_print_system_info()).decode().strip(),
         machine=platform.machine(),
+        device=chosen.device,
+        plugins=chosen.plugins,
+        gpu_devices=chosen.gpu_devices,
     )

@@ -150,7 +150,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         check_kv_config(kv, flash_attn=config.flash_attn, head_dim_k=model.head_dim, head_dim_v=model.head_dim_v,
                         cpu_attention=_uses_cpu_attention(model, config),
                         has_avx512_bf16=bool(lib.ggml_cpu_has_avx512_bf16()),
-                        cuda=bool(lib.ggml_cpu_has_cuda()))
+                        cuda=bool(lib.ggml_cpu_has_cuda()), vulkan=bool(lib.ggml_cpu_has_vulkan()))
         for which, t, dim in (("K", kv.type_k, model.head_dim), ("V", kv.type_v, model.head_dim_v)):
             block = int(lib.ggml_blck_size(int(t)))
             if dim and dim % block:

@@ -11,6 +11,7 @@ __all__ = [
     "IkLlamaError", "ModelLoadError", "ModelFetchError", "ContextError", "DecodeError", "KvCacheFullError",
     "DecodeAbortedError", "TokenizationError", "TemplateError", "StateError", "ClosedError",
     "UnsupportedConfigError", "ConcurrentUseError", "RpcError", "RpcPeerError", "RpcConnectionLostError",
+    "DeviceError",
 ]
 
 
@@ -92,6 +93,10 @@ class RpcConnectionLostError(RpcError, DecodeError):
     def __init__(self, message: str, peer: str | None = None, code: int = -3):
         RpcError.__init__(self, message, peer)
         self.code = code
+
+
+class DeviceError(IkLlamaError, RuntimeError):
+    """``IKLLAMA_DEVICE`` asks for a backend that is not installed or cannot run here; the message names the fix."""
 
 
 def with_native(message: str, native: list[str]) -> str:

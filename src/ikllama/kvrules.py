@@ -4,7 +4,9 @@ ik aborts the process (``GGML_ABORT``) or returns NULL on several combinations; 
 them into :class:`UnsupportedConfigError` with the fix in the message. Sources in the vendored
 tree: ``src/llama.cpp`` (V quantization needs flash attention), ``ggml/src/iqk/iqk_flash_attn.cpp``
 (the K/V pairs CPU flash attention supports), ``ggml/src/ggml.c`` (``ggml_hadamard`` needs a
-power-of-two head size), ``ggml/src/ggml-cuda/hadamard.cu`` (64..512 on CUDA).
+power-of-two head size), ``ggml/src/ggml-cuda/hadamard.cu`` (64..512 on CUDA). The Vulkan rule is measured
+(tests/test_vulkan.py, Mesa lavapipe): F16/BF16 caches decode as on the CPU; Q8_0, Q4_0, Q4_1 and IQ4_NL caches
+decode wrong tokens after the prompt, and Q6_0 and Q8_KV crash the process.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from .enums import GgmlType
 from .errors import UnsupportedConfigError
 
-__all__ = ["KvCacheSpec", "check_kv_config", "CPU_FA_TYPES"]
+__all__ = ["KvCacheSpec", "check_kv_config", "CPU_FA_TYPES", "VULKAN_KV_TYPES"]
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,22 @@ class KvCacheSpec:
 CPU_FA_TYPES = frozenset({GgmlType.F16, GgmlType.Q8_0, GgmlType.Q8_KV, GgmlType.Q6_0, GgmlType.Q4_0, GgmlType.Q4_1,
                           GgmlType.IQ4_NL})
 
+#: KV-cache types ik's Vulkan backend computes correctly when attention runs on the GPU.
+VULKAN_KV_TYPES = frozenset({GgmlType.F16, GgmlType.BF16})
+
 
 def _is_pow2(n: int) -> bool:
     return n > 1 and (n & (n - 1)) == 0
 
 
 def check_kv_config(kv: KvCacheSpec, *, flash_attn: bool, head_dim_k: int, head_dim_v: int,
-                    cpu_attention: bool, has_avx512_bf16: bool, cuda: bool = False) -> None:
+                    cpu_attention: bool, has_avx512_bf16: bool, cuda: bool = False, vulkan: bool = False) -> None:
     """Raise UnsupportedConfigError for a configuration ik would refuse or abort on."""
     k, v = kv.type_k, kv.type_v
+    if vulkan and not cpu_attention and not (k in VULKAN_KV_TYPES and v in VULKAN_KV_TYPES):
+        raise UnsupportedConfigError(
+            f"K={k.name}/V={v.name}: ik's Vulkan backend runs only F16 or BF16 KV caches (quantized caches decode "
+            "wrong tokens or crash). Fix: use an F16 cache, or keep attention on the CPU (offload_kqv off).")
     if v == GgmlType.Q8_KV:
         raise UnsupportedConfigError(
             "V cache type Q8_KV aborts ik's graph (a ggml view assertion on the V cache, measured on CPU); "

@@ -10,6 +10,11 @@ bool ikl_abort_flag_cb(void * flag);
 void ikl_flag_set(int * flag, int value);
 int32_t ikl_argmax(const float * logits, int32_t n);
 
+/* GPU device probes (_csrc/ikl_devices.cpp): C++ exceptions from ggml become return codes. */
+const char * ikl_gpu_backend(void);
+int ikl_gpu_device_count(char * err, size_t err_size);
+int ikl_gpu_device_info(int i, char * desc, size_t desc_size, size_t * free_bytes, size_t * total_bytes);
+
 /* The C sampler (_csrc/ikl_sampler.{h,c}): one per sequence; see ikllama/sampling.py. */
 #define IKL_TOP_K 1
 #define IKL_TFS_Z 2

@@ -17,6 +17,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
         return 0
     print(f"ikllama {info.version} (ik_llama.cpp {info.upstream_commit}, {info.build_type} build)")
     print(f"backends:     {', '.join(info.backends)}")
+    print(f"device:       {info.device} (IKLLAMA_DEVICE=auto|cpu|vulkan|cuda|cuda12|cuda13)")
+    for dev in info.gpu_devices:
+        print(f"  gpu {dev.index}:      {dev.description}, {dev.total_bytes / 2**30:.1f} GiB "
+              f"({dev.free_bytes / 2**30:.1f} GiB free)")
+    for plugin in info.plugins:
+        print(f"plugin:       {plugin.distribution} {plugin.version} ({plugin.name}): {plugin.status}")
+    if not info.plugins:
+        print("plugins:      none (GPU backends: pip install \"ikllama[vulkan]\" or \"ikllama[cuda]\")")
     print(f"rpc:          {'yes' if info.rpc else 'no'}")
     print(f"gpu offload:  {'yes' if info.gpu_offload else 'no'} (max devices {info.max_devices})")
     print(f"mmap / mlock: {'yes' if info.mmap else 'no'} / {'yes' if info.mlock else 'no'}")
