@@ -246,15 +246,15 @@ def main() -> int:
                 proc = start(kind, model, port, args, n_ctx=16 * 512, parallel=16)
                 base = f"http://127.0.0.1:{port}"
                 try:
-                    for conc in concs if "sweep" not in skip else []:
-                        r = asyncio.run(sweep(base, conc, args.tokens, args.per_client, args.prompt_words))
-                        results.setdefault((kind, "sweep", conc), []).append(r)
-                    if "lookup" not in skip:
+                    if "lookup" not in skip:  # first, on a fresh cache: the sweep leaves both caches fragmented
                         results.setdefault((kind, "lookup", False), []).append(
                             asyncio.run(lookup(base, 4, args.lookup_tokens, False)))
                         if kind == "ours":
                             results.setdefault((kind, "lookup", True), []).append(
                                 asyncio.run(lookup(base, 4, args.lookup_tokens, True)))
+                    for conc in concs if "sweep" not in skip else []:
+                        r = asyncio.run(sweep(base, conc, args.tokens, args.per_client, args.prompt_words))
+                        results.setdefault((kind, "sweep", conc), []).append(r)
                 finally:
                     stop(proc)
             if "interference" not in skip or "prefix" not in skip:
