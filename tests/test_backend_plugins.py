@@ -23,7 +23,7 @@ import pytest
 
 import ikllama
 
-ROOT = Path(__file__).resolve().parent.parent
+from cmake_util import ROOT, configure
 # The application's logging shows ikllama's one fallback line (ikllama itself only adds a NullHandler).
 INFO = ("import json, logging, ikllama; logging.basicConfig(format='%(name)s: %(message)s'); "
         "i = ikllama.system_info(); print(json.dumps({'device': i.device, 'plugins': [p.__dict__ for p in i.plugins]}))")
@@ -187,22 +187,14 @@ def test_extras_pin_the_plugins_to_this_version():
         assert plugin["tool"]["scikit-build"]["build-dir"].endswith(f"-{variant}")
 
 
-def _configure(tmp_path: Path, *defines: str) -> subprocess.CompletedProcess:
-    cmake = shutil.which("cmake")
-    assert cmake, "cmake is a build requirement"
-    return subprocess.run([cmake, "-S", str(ROOT), "-B", str(tmp_path / "b"), "-G", "Ninja",
-                           f"-DPython_EXECUTABLE={sys.executable}", "-DIKLLAMA_BUILD_EXTENSION=OFF", *defines],
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_unknown_variant_stops_the_build(tmp_path, vendor_tree):
-    out = _configure(tmp_path, "-DIKLLAMA_VARIANT=rocm")
+    out = configure(tmp_path, "-DIKLLAMA_VARIANT=rocm")
     assert out.returncode != 0
     assert "IKLLAMA_VARIANT='rocm' is not a plugin variant. Valid values: vulkan, cuda12, cuda13" in \
         " ".join(out.stderr.split())
 
 
 def test_variant_needs_its_backend(tmp_path, vendor_tree):
-    out = _configure(tmp_path, "-DIKLLAMA_VARIANT=vulkan", "-DIKLLAMA_BACKEND=cpu")
+    out = configure(tmp_path, "-DIKLLAMA_VARIANT=vulkan", "-DIKLLAMA_BACKEND=cpu")
     assert out.returncode != 0
     assert "IKLLAMA_VARIANT=vulkan is built with IKLLAMA_BACKEND=vulkan, not 'cpu'" in " ".join(out.stderr.split())

@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def configure(tmp_path: Path, *defines: str) -> subprocess.CompletedProcess:
-    cmake = shutil.which("cmake")
-    assert cmake, "cmake is a build requirement"
-    return subprocess.run([cmake, "-S", str(ROOT), "-B", str(tmp_path / "b"), "-G", "Ninja",
-                           f"-DPython_EXECUTABLE={sys.executable}", "-DIKLLAMA_BUILD_EXTENSION=OFF", *defines],
-                          capture_output=True, text=True, timeout=600)
+from cmake_util import configure
 
 
 def test_unknown_backend_lists_the_valid_ones(tmp_path, vendor_tree):
