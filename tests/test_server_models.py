@@ -275,26 +275,28 @@ def test_batched_prompts_answer_each_prompt(two_models, smollm):
 
 
 def test_disconnects_while_queued_and_during_prefill_free_exactly_their_request(smollm_path):
-    with running_server(model=smollm_path, n_ctx=8192, parallel=2, threads=2, prefill_budget=32,
+    with running_server(model=smollm_path, n_ctx=8192, parallel=2, threads=2, prefill_budget=8,
                         max_queue=4) as (base, app):
         engine = app.state.ikllama.default.engine
 
         async def run() -> tuple[str, list[dict]]:
             async with httpx.AsyncClient(base_url=base, timeout=120) as c:
-                async with c.stream("POST", "/v1/completions", json={"prompt": PROMPT, "max_tokens": 800,
+                async with c.stream("POST", "/v1/completions", json={"prompt": PROMPT, "max_tokens": 1200,
                                                                      "temperature": 0, "ignore_eos": True,
                                                                      "stream": True}) as r:
                     lines = r.aiter_lines()
                     await anext(lines)
-                    # Prefill: a long prompt at 32 tokens per step is still being read when its client leaves.
+                    # Prefill: a long prompt at 8 tokens per step is still being read when its client leaves.
                     with pytest.raises(httpx.ReadTimeout):
                         await c.post("/v1/completions", json={"prompt": "history " * 3000, "max_tokens": 4},
                                      timeout=0.6)
                     # Queued: the second sequence is held by a long answer, so this one waits, and leaves.
+                    deadline = time.monotonic() + 30  # the server notices the disconnect (polled) ...
+                    while engine.n_active > 1 and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
                     holder = asyncio.create_task(c.post("/v1/completions", json={
-                        "prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": True}))
-                    deadline = time.monotonic() + 30
-                    while engine.n_active < 2 and time.monotonic() < deadline:
+                        "prompt": "Once upon a time", "max_tokens": 600, "ignore_eos": True}))
+                    while engine.n_active < 2 and time.monotonic() < deadline:  # ... and the holder is in
                         await asyncio.sleep(0.05)
                     with pytest.raises(httpx.ReadTimeout):
                         await c.post("/v1/completions", json={"prompt": "A queued request", "max_tokens": 4},

@@ -136,14 +136,15 @@ with cfg.load_gguf({model!r}) as model:
 
 @pytest.mark.parametrize("kind,kv", [("kv", "Q6_0"), ("kv", "Q8_0"), ("split", "F16")])
 def test_what_ik_vulkan_cannot_run_is_refused(smollm_path, kind, kv):
-    """Q6_0 crashed the process and Q8_0 decoded wrong tokens (measured); GRAPH needs two devices."""
+    """Q6_0 crashed the process and Q8_0 decoded wrong tokens (measured); GRAPH needs two CUDA GPUs."""
     out = run(REFUSE.format(model=str(smollm_path)), kind, kv, IKLLAMA_DEVICE="vulkan")
     assert out.returncode == 1, (out.returncode, out.stderr[-2000:])
     assert "UnsupportedConfigError" in out.stderr and "built" not in out.stdout
     if kind == "kv":
         assert f"K={kv}/V={kv}: ik's Vulkan backend runs only F16 or BF16 KV caches" in out.stderr
     else:
-        assert "split_mode=GRAPH spreads the model over several devices, but 1 is available" in out.stderr
+        assert "split_mode=GRAPH spreads each layer over several devices, which needs 2 or more CUDA GPUs" in \
+            " ".join(out.stderr.split())
 
 
 PPL = """
