@@ -104,12 +104,12 @@ def test_version_mismatch_is_refused_or_skipped(tmp_path):
 
 @pytest.mark.parametrize("native", ["garbage", "orphan"])
 def test_plugin_whose_native_module_fails_to_load(tmp_path, native):
-    from ikllama import _probe
+    from ikllama.devices import probe
 
     fake_plugin(tmp_path, "vulkan", native=native)
     out = run("import ikllama; ikllama.system_info()", tmp_path, IKLLAMA_DEVICE="vulkan")
     assert out.returncode == 1, out.stderr
-    problem = _probe.vulkan_problem()
+    problem = probe.vulkan_problem()
     if problem is None:  # a Vulkan loader is installed: the module itself is what fails
         why = "invalid ELF header" if native == "garbage" else "libllama-ikl.so: cannot open shared object file"
         assert "cannot run: its native library failed to load (" in out.stderr and why in out.stderr, out.stderr

@@ -1,7 +1,7 @@
 """The only importer of the compiled cffi module: exposes ``ffi`` and ``lib``.
 
 ``ffi`` and ``lib`` are stand-ins until their first attribute access, which chooses the native build for the
-process (:func:`ikllama._plugins.select`: the core's CPU build or a GPU plugin such as ``ikllama-vulkan``, by
+process (:func:`ikllama.devices.plugins.select`: the core's CPU build or a GPU plugin such as ``ikllama-vulkan``, by
 ``IKLLAMA_DEVICE``) and loads it; importing this module loads nothing. Each attribute is then cached on the
 stand-in, so later calls cost what a plain cffi ``lib`` attribute costs.
 
@@ -24,7 +24,7 @@ from ._version import __version__
 __all__ = ["ffi", "lib", "build_info", "selection"]
 
 _lock = threading.RLock()
-_selected: Any = None  # ikllama._plugins.Selection once chosen
+_selected: Any = None  # ikllama.devices.plugins.Selection once chosen
 # Names read through the stand-in every time: properties of the real ffi whose value changes.
 _UNCACHED = frozenset({"errno"})
 
@@ -72,7 +72,7 @@ def _load_core() -> Any:
 
 
 def selection() -> Any:
-    """The native build this process uses (an ``ikllama._plugins.Selection``), choosing it on the first call.
+    """The native build this process uses (an ``ikllama.devices.plugins.Selection``), choosing it on the first call.
 
     Raises :class:`ikllama.errors.DeviceError` when ``IKLLAMA_DEVICE`` asks for a backend that cannot run, and
     ImportError for a missing or stale build. The choice holds until the process exits.
@@ -81,9 +81,9 @@ def selection() -> Any:
     if _selected is None:
         with _lock:
             if _selected is None:
-                from . import _plugins
+                from .devices import plugins
 
-                chosen = _plugins.select(_load_core, _check_module)
+                chosen = plugins.select(_load_core, _check_module)
                 _selected = chosen
                 for callback in _pending_externs:
                     callback(chosen.module.ffi)

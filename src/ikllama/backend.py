@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import _log
 from ._lib import build_info, ffi, lib, selection
-from ._plugins import DeviceInfo, PluginInfo
+from .devices.plugins import DeviceInfo, PluginInfo
 from ._version import __version__
 
 __all__ = ["ensure_init", "system_info", "SystemInfo", "DeviceInfo", "PluginInfo"]

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from . import _probe
-from ._version import __version__
-from .errors import DeviceError
+from .._version import __version__
+from ..errors import DeviceError
+from . import probe
 
 __all__ = ["GROUP", "DEVICES", "PluginInfo", "DeviceInfo", "Selection", "requested_device", "discover", "select"]
 
@@ -148,7 +148,7 @@ def _load(name: str, ep: EntryPoint, check_build: Callable[[Any, str], None]) ->
     if version != __version__:
         raise _Unusable(f"{dist} is version {version} but ikllama is {__version__}; "
                         f"fix: pip install \"{dist}=={__version__}\"")
-    problem = _probe.vulkan_problem() if KNOWN[name] == "vulkan" else _probe.cuda_problem()
+    problem = probe.vulkan_problem() if KNOWN[name] == "vulkan" else probe.cuda_problem()
     if problem:
         raise _Unusable(problem)
     try:
