@@ -64,6 +64,11 @@ def _uses_cpu_attention(model: Model, config: ContextConfig) -> bool:
     return model.config.n_gpu_layers == 0 or not config.offload_kqv or not (gpu_built or remote)
 
 
+def _rpc_lock(model: Model) -> Any:
+    """The process-wide RPC lock when ``model`` uses peers (their connections are shared), else a no-op."""
+    return _rpc_guard.LOCK if model._rpc is not None else contextlib.nullcontext()
+
+
 def _check_rpc_usable(rpc: _rpc_guard.RpcAttachment) -> None:
     _rpc_guard.sync()
     if rpc.lost is not None:
@@ -174,7 +179,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         mark = _log.mark()
         captured = _log.capture_start()
         try:
-            with _rpc_guard.LOCK if rpc is not None else contextlib.nullcontext():
+            with _rpc_lock(model):
                 ptr = lib.llama_init_from_model(model_ptr, params)
         finally:
             _log.capture_stop()
@@ -192,7 +197,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
             model._attach(ctx)
         except BaseException:
             _rpc_guard.release(ctx)
-            with _rpc_guard.LOCK if rpc is not None else contextlib.nullcontext():
+            with _rpc_lock(model):
                 ffi.release(handle)
             raise
         return ctx
@@ -201,12 +206,9 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
         for sampler in self._samplers.values():
             sampler.close()
         self._samplers.clear()
-        if self.model._rpc is None:
+        with _rpc_lock(self.model):  # frees a peer's KV and compute buffers over the shared connection
             super()._free()
-        else:
-            with _rpc_guard.LOCK:  # frees the remote KV and compute buffers over the shared connection
-                super()._free()
-                _rpc_guard.release(self)
+            _rpc_guard.release(self)
         self.model._detach(self)
 
     # -- slm_inference protocol -------------------------------------------------------------------
@@ -257,7 +259,7 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
 
     def _rpc_section(self) -> Any:
         """The process-wide RPC lock when this context's model uses peers (their connections are shared)."""
-        return _rpc_guard.LOCK if self.model._rpc is not None else contextlib.nullcontext()
+        return _rpc_lock(self.model)
 
     def _decode_raw(self, batch_struct: Any, entries: list[tuple[int, int, int]]) -> None:
         """llama_decode with rollback on failure; updates the sequences on success."""

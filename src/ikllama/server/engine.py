@@ -402,6 +402,8 @@ class Engine:
 
     def _drafts(self, decoding: list[Choice]) -> list[list[int]]:
         """Prompt-lookup drafts for the decoding choices whose request asked for speculation (else [])."""
+        if all(c.job.request.speculative is None for c in decoding):
+            return [[] for _ in decoding]  # the common case: no C call for the free cells
         ctx = self.ctx
         out: list[list[int]] = []
         room = min(ctx.n_batch - len(decoding) - 1, (ctx.n_ctx - ctx.kv_cells_used - len(decoding)) // 2,
