@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -86,7 +87,19 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-EOS_BAN: dict[str, float] = {}  # llama-cpp-python's server has no ignore_eos: ban the end tokens instead
+# Tokens that print nothing (end-of-generation and other control tokens) are banned on every server: under
+# ignore_eos a model still writes them, ours streams no chunk for them (no text) while ik's prints them, so the
+# inter-token gaps would cover different numbers of tokens. llama-cpp-python's server has no ignore_eos either.
+EOS_BAN: dict[str, float] = {}
+
+
+def silent_tokens(model: Path) -> dict[str, float]:
+    """A logit_bias that bans the model's end-of-generation and control tokens (the ones with no plain text)."""
+    from ikllama import ModelConfig
+
+    with ModelConfig().load_gguf(model) as m:
+        return {str(t): -100.0 for t in range(m.n_vocab)
+                if m.is_eog(t) or (not m.token_to_piece(t, False) and m.token_to_piece(t, True))}
 
 
 async def stream_one(c: httpx.AsyncClient, messages: list[dict], tokens: int, **extra: object) -> dict:
@@ -117,11 +130,19 @@ async def stream_one(c: httpx.AsyncClient, messages: list[dict], tokens: int, **
             "timings": timings}
 
 
+# Every sweep request is new to both servers: a repeated prompt would measure ik's host-RAM prompt cache
+# (--cache-ram) and our idle sequences rather than batching. Same digit count, so the same token count.
+_PROMPT_IDS = itertools.count(100_000)
+# An explicit system message: without one our server renders the GGUF's Jinja template, which adds the model's
+# default system prompt, while ik's server (no --jinja) renders plain ChatML; with one both send the same tokens.
+SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
+
+
 def user_prompt(i: int, words: int) -> list[dict]:
     if words <= 0:  # short, and every answer token is visible text
-        return [{"role": "user", "content": f"Request {i}. Count from {i % 50} to 400, separated by commas."}]
+        return [SYSTEM, {"role": "user", "content": f"Request {i}. Count from {i % 50} to 400, separated by commas."}]
     text = " ".join(f"item{(i * 7 + k) % 97}" for k in range(words))
-    return [{"role": "user", "content": f"Request {i}: summarise this list: {text}"}]
+    return [SYSTEM, {"role": "user", "content": f"Request {i}: summarise this list: {text}"}]
 
 
 COPY_TEXT = ("The river rises in the northern hills, runs south through three market towns, and turns east "
@@ -135,10 +156,10 @@ def copy_prompt(i: int) -> list[dict]:
 
 async def sweep(base: str, conc: int, tokens: int, per_client: int, words: int, strict: bool = True) -> dict:
     async with httpx.AsyncClient(base_url=base, timeout=600, limits=FRESH) as c:
-        await stream_one(c, user_prompt(999, 20), 4)  # warm-up
+        await stream_one(c, user_prompt(next(_PROMPT_IDS), 20), 4)  # warm-up
 
         async def worker(w: int) -> list[dict]:
-            return [await stream_one(c, user_prompt(w * 100 + k, words), tokens) for k in range(per_client)]
+            return [await stream_one(c, user_prompt(next(_PROMPT_IDS), words), tokens) for _ in range(per_client)]
 
         t0 = time.perf_counter()
         results = [r for rs in await asyncio.gather(*(worker(w) for w in range(conc))) for r in rs]
@@ -194,6 +215,11 @@ async def lookup(base: str, requests: int, tokens: int, speculative: bool) -> di
             "accept": accepted / drafted if drafted else None}
 
 
+def per_level(per_client: int, conc: int) -> int:
+    """Requests per client at one concurrency: ``per_client``, but at least 8 requests in all (one client too)."""
+    return max(per_client, -(-8 // conc))
+
+
 def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
 
@@ -204,7 +230,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--conc", default="1,4,8,16")
     ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--per-client", type=int, default=2)
+    ap.add_argument("--per-client", type=int, default=2, help="requests per client (at least 8 in all per level)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--prompt-words", type=int, default=0, help="sweep prompt: 0 a short counting request, "
@@ -215,10 +241,10 @@ def main() -> int:
     ap.add_argument("--skip", default="", help="comma list of scenarios to skip: sweep,lookup,interference,prefix")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from ikllama import ModelConfig
     from ikllama.models import default_model
 
     model = args.model or default_model()
+    EOS_BAN.update(silent_tokens(model))
     concs = [int(x) for x in args.conc.split(",")]
     skip = set(args.skip.split(",")) - {""}
     results: dict[tuple, list[dict]] = {}
@@ -227,18 +253,14 @@ def main() -> int:
     for rnd in range(args.rounds):
         for kind in (kinds if rnd % 2 == 0 else kinds[::-1]):
             if kind == "lcpp":
-                with ModelConfig().load_gguf(model) as m:
-                    ban = {str(t): -100.0 for t in range(m.n_vocab) if m.is_eog(t)}
                 port += 1
                 proc = start(kind, model, port, args, n_ctx=2048, parallel=1)
-                EOS_BAN.update(ban)
                 try:
                     for conc in (c for c in concs if c in (1, 8)):
-                        r = asyncio.run(sweep(f"http://127.0.0.1:{port}", conc, args.tokens, args.per_client,
-                                              args.prompt_words, strict=False))
+                        r = asyncio.run(sweep(f"http://127.0.0.1:{port}", conc, args.tokens,
+                                              per_level(args.per_client, conc), args.prompt_words, strict=False))
                         results.setdefault((kind, "sweep", conc), []).append(r)
                 finally:
-                    EOS_BAN.clear()
                     stop(proc)
                 continue
             if "sweep" not in skip or "lookup" not in skip:
@@ -253,7 +275,8 @@ def main() -> int:
                             results.setdefault((kind, "lookup", True), []).append(
                                 asyncio.run(lookup(base, 4, args.lookup_tokens, True)))
                     for conc in concs if "sweep" not in skip else []:
-                        r = asyncio.run(sweep(base, conc, args.tokens, args.per_client, args.prompt_words))
+                        r = asyncio.run(sweep(base, conc, args.tokens, per_level(args.per_client, conc),
+                                              args.prompt_words))
                         results.setdefault((kind, "sweep", conc), []).append(r)
                 finally:
                     stop(proc)

@@ -282,7 +282,8 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
 
     def _decode_native(self, batch_struct: Any, entries: list[tuple[int, int, int]]) -> None:
         h = self._h
-        lib.ikl_flag_set(self._abort_flag, 0)
+        if self._abort_flag[0]:  # a stale abort; the read spares a native call (a GIL hand-over) per step
+            lib.ikl_flag_set(self._abort_flag, 0)
         self._outputs = []
         mark = _log.mark()
         rc = lib.llama_decode(h, batch_struct)
@@ -349,7 +350,9 @@ class Context(KvEditMixin, StateMixin, NativeHandle):
             entries.append((token, pos, fork))
         if n > 1 and len({f for _, f in steps}) != n:
             raise ValueError("decode_steps: each fork may appear once")
-        used = self.kv_cells_used
+        # The forks' lengths bound the cells in use (shared cells count once there): ask C only when near full.
+        bound = sum(map(len, self._seqs))
+        used = self.kv_cells_used if bound + n > self.n_ctx else bound
         if used + n > self.n_ctx or max(p for _, p, _ in entries) >= self.n_ctx:
             raise KvCacheFullError(f"the KV cache holds {used} of {self.n_ctx} cells; {n} more do not fit. "
                                    "Fix: truncate, cut or drop, or build with a larger n_ctx.", 1)

@@ -60,6 +60,7 @@ class Engine:
         self._pieces: dict[int, bytes] = {}
         self._texts: dict[int, str] = {}
         self._eog: dict[int, bool] = {}
+        self._flushers: list[Callable[[], None]] = []  # see client.Mailbox: run after every turn
         self._bell = threading.Event()  # rung by every submit/call/cancel; the runner sleeps on it when idle
         self._stopped = threading.Event()
         self._runner: Any = None
@@ -101,6 +102,10 @@ class Engine:
             self._inbox.put(_Call(fn, future))
             self._bell.set()
         return future
+
+    def add_flusher(self, flush: Callable[[], None]) -> None:
+        """Call ``flush`` on the engine thread after every turn (delivers the events its sinks collected)."""
+        self._flushers = [*self._flushers, flush]
 
     def cancel(self, request: GenRequest) -> None:
         """Free ``request``'s sequences before the next step (no further events are sent)."""
@@ -211,6 +216,9 @@ class Engine:
             self._accepting = False
             self._fail_all(500, f"engine error: {exc}")
             return False
+        finally:
+            for flush in self._flushers:
+                flush()
 
     def _loop_once(self) -> bool:
         if not self._take_inbox():
