@@ -174,10 +174,12 @@ def test_native_routes(server, smollm):
     assert native["content"] == greedy_reference(smollm, PROMPT, 6) and native["stop_type"] == "limit"
     props = httpx.get(base + "/props").json()
     assert props["total_slots"] == 4 and props["n_ctx"] == 4096
+    assert props["host_prompt_cache"]["limit_bytes"] == 2048 << 20  # --cache-ram's default, in bytes
     assert len(httpx.get(base + "/slots").json()) == 4
     metrics = httpx.get(base + "/metrics").text
     for name in ("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total", "llamacpp:kv_cache_usage_ratio",
-                 "ikllama:time_to_first_token_seconds_bucket", "ikllama:inter_token_latency_seconds_bucket"):
+                 "ikllama:time_to_first_token_seconds_bucket", "ikllama:inter_token_latency_seconds_bucket",
+                 "ikllama:host_prompt_cache_bytes", "ikllama:host_prompt_cache_hits"):
         assert name in metrics
     models = httpx.get(base + "/v1/models").json()
     assert models["data"][0]["id"] == smollm_path_name(smollm)

@@ -52,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="draft up to N tokens by prompt lookup for every request (default 0: on request)")
     p.add_argument("--cors-origin", dest="cors_origins", action="append", default=None,
                    help="allow this browser origin ('*' for any); repeatable; default: no CORS")
+    p.add_argument("-cram", "--cache-ram", dest="cache_ram_mib", type=int, default=None,
+                   help="MiB of host memory for evicted sequences' KV state (default 2048; 0: off)")
     p.add_argument("--slot-save-path", default=None, help="directory for /slots/{id}?action=save|restore")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"))

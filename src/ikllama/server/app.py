@@ -203,6 +203,7 @@ def create_app(settings: ServerSettings | None = None, *, load: bool = True) -> 
                 "default_generation_settings": {"n_ctx": served.ctx.n_ctx, "n_batch": served.ctx.n_batch,
                                                 "prefill_budget": served.engine.prefill_budget,
                                                 "prompt_lookup": settings.prompt_lookup},
+                "host_prompt_cache": served.engine.host_cache.stats() if served.engine.host_cache else None,
                 "models": list(state.models), "build_info": f"ikllama {_version()}"}
 
     if settings.metrics:

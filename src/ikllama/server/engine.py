@@ -27,12 +27,14 @@ from ..errors import DecodeError, KvCacheFullError
 from ..sampling import Sampler
 from .choices import Choice, Job
 from .jobs import DoneEvent, ErrorEvent, GenRequest
+from .promptcache import HostPromptCache
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("ikllama.server")
 
 _FREE, _IDLE, _BUSY = "free", "idle", "busy"
+_OWN_PREFIX_SLACK = 4  # prompt tokens worth recomputing to stay contiguous
 
 
 class Engine:
@@ -43,12 +45,13 @@ class Engine:
     """
 
     def __init__(self, ctx: Context, *, prefill_budget: int = 128, idle_cache: bool = True,
-                 metrics: Any = None):
+                 metrics: Any = None, host_cache: HostPromptCache | None = None):
         self.ctx = ctx
         self.model = ctx.model
         self.n_seq = ctx.n_seq_max
         self.prefill_budget = min(prefill_budget, ctx.n_ubatch, ctx.n_batch)
         self.idle_cache = idle_cache
+        self.host_cache = host_cache  # evicted idle sequences go there (see .promptcache)
         self.metrics = metrics
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._waiting: deque[GenRequest] = deque()
@@ -276,33 +279,41 @@ class Engine:
             if p > reuse:
                 donor, reuse = s, p
         # Continue the donor in place when that loses nothing worth keeping: the prompt repeats or extends
-        # everything the donor holds (a retry, the next chat turn). Otherwise copy its prefix into a free
-        # sequence (else the least recently used idle one), so the donor's own tail stays cached for later.
+        # everything the donor holds (a retry, the next chat turn). Otherwise take a free sequence, else the least
+        # recently used idle one (its tail goes to the host cache), and copy the donor's prefix into it.
         lossless = donor is not None and reuse >= min(len(prompt), len(seqs[donor])) - 1
         if donor is not None and donor in spare and lossless:
             target = donor
         else:
-            target = min(spare, key=lambda s: (self._state[s] != _FREE, s == donor, self._last_used[s]))
-        if donor == target:
-            donor = None
+            target = min(spare, key=lambda s: (self._state[s] != _FREE, self._last_used[s]))
+        own = common_prefix(seqs[target], prompt) if seqs[target] else 0
+        if donor == target or (donor is not None and own >= reuse - _OWN_PREFIX_SLACK):
+            # The target's own cells start the prompt (nearly) as far: keep them rather than share the donor's, so
+            # the sequence stays in one run of cells (a shared prefix elsewhere costs every decode a second run).
+            donor, reuse = None, own
+        host = self.host_cache.best(prompt, reuse) if self.host_cache is not None else None
+        if host is not None:  # a sequence evicted earlier starts the prompt further than any resident one
+            donor, reuse = None, host[1]
         reuse = min(reuse, len(prompt) - 1)  # the last prompt token is decoded again for its logits
         others = sorted((s for s in spare if s != target), key=lambda s: (self._state[s] != _FREE,
                                                                           self._last_used[s]))[:req.n - 1]
-        need = len(prompt) - reuse + req.n
+        need = len(prompt) - reuse + req.n + (len(host[0].tokens) - reuse if host is not None else 0)
         if not self._make_room(need, keep={target, *others} | ({donor} if donor is not None else set())):
             return False
         if donor is not None and not self.ctx._seqs[donor]:
             donor = None  # alone, _make_room may have dropped the donor (or the target) to fit the prompt
-        source = target if donor is None else donor
-        reuse = min(reuse, common_prefix(self.ctx._seqs[source], prompt))
         try:
             samplers = self._samplers(req)
         except ValueError as exc:
             req.sink(ErrorEvent(400, str(exc), "invalid_request_error"))
             return True
         ctx = self.ctx
+        self._keep_on_host(target, kept=reuse if donor is None and host is None else 0)
+        if host is not None and not self._restore_from_host(host[0].data, target):
+            host = None
         if donor is not None:
             ctx.copy_fork(donor, target)
+        reuse = min(reuse, common_prefix(ctx._seqs[target if donor is None else donor], prompt))
         ctx.truncate(Pos(reuse, target))
         job = Job(req)
         job.admitted = time.monotonic()
@@ -314,6 +325,7 @@ class Engine:
             self._state[s] = _BUSY
             self._owner[s] = job
         for s in others:
+            self._keep_on_host(s, kept=0)
             ctx.drop(s)
         self._owner[target] = job.choices[0]
         self._jobs.append(job)
@@ -346,8 +358,28 @@ class Engine:
                 if self._jobs or not loose:
                     return False
                 victims = loose  # alone: the request may have the whole context
-            ctx.drop(min(victims, key=lambda s: self._last_used[s]))
+            victim = min(victims, key=lambda s: self._last_used[s])
+            self._keep_on_host(victim, kept=0)
+            ctx.drop(victim)
         return True
+
+    def _keep_on_host(self, seq: int, kept: int) -> None:
+        """Before idle sequence ``seq`` loses all but ``kept`` tokens, copy its state to the host cache."""
+        cache, tokens = self.host_cache, self.ctx._seqs[seq]
+        if cache is None or self._state[seq] != _IDLE or not cache.wants(len(tokens) - kept):
+            return
+        try:
+            cache.put(list(tokens), self.ctx.dump_sequence(seq))
+        except Exception:  # noqa: BLE001 - a cache that cannot save must not fail the request
+            log.exception("could not keep sequence %d in the host prompt cache", seq)
+
+    def _restore_from_host(self, data: bytes, seq: int) -> bool:
+        try:
+            self.ctx.restore_sequence(data, seq)
+            return True
+        except Exception:  # noqa: BLE001 - e.g. no contiguous room: the prompt is prefilled instead
+            log.warning("host prompt cache entry could not be restored; prefilling instead", exc_info=True)
+            return False
 
     def _set_idle(self, seq: int) -> None:
         self._owner[seq] = None
@@ -364,7 +396,10 @@ class Engine:
         drafts = self._drafts(decoding)
         n_rows = len(decoding) + sum(map(len, drafts))
         if decoding:  # a step's time is every decoder's inter-token gap: keep its prompt share small
-            budget = max(self.prefill_budget - n_rows, min(32, self.prefill_budget))
+            # Every decoder waits for the step's prompt share, so with more than four decoders the share shrinks
+            # (the total wait, decoders x prompt time, stays about what four decoders see with the full budget).
+            share = self.prefill_budget * 4 // max(4, len(decoding))
+            budget = max(share - n_rows, min(32, share))
             budget = min(budget, self.ctx.n_batch - n_rows)
         else:  # nobody waits for a token: prompts go in at full speed
             budget = self.ctx.n_ubatch

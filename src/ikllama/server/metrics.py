@@ -40,6 +40,10 @@ class ServerMetrics:
         self.deferred = Gauge("llamacpp:requests_deferred", "Requests waiting for a sequence", registry=r)
         self.kv_ratio = Gauge("llamacpp:kv_cache_usage_ratio", "Used KV cells / n_ctx", registry=r)
         self.kv_tokens = Gauge("llamacpp:kv_cache_tokens", "Used KV cells", registry=r)
+        self.host_cache_bytes = Gauge("ikllama:host_prompt_cache_bytes", "Sequence states kept in host memory "
+                                      "(--cache-ram)", registry=r)
+        self.host_cache_hits = Gauge("ikllama:host_prompt_cache_hits", "Prompts started from the host prompt cache",
+                                     registry=r)
         self.models: list[Any] = []  # ServedModel, read at scrape time
 
     def step(self, n_prompt: int, n_decode: int, seconds: float) -> None:
@@ -60,4 +64,7 @@ class ServerMetrics:
         used = sum(e.ctx.kv_cells_used for e in engines)
         self.kv_tokens.set(used)
         self.kv_ratio.set(used / max(1, sum(e.ctx.n_ctx for e in engines)))
+        caches = [e.host_cache.stats() for e in engines if e.host_cache is not None]
+        self.host_cache_bytes.set(sum(c["bytes"] for c in caches))
+        self.host_cache_hits.set(sum(c["hits"] for c in caches))
         return generate_latest(self.registry)

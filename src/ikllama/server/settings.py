@@ -61,9 +61,10 @@ class ServerSettings(BaseSettings):
     parallel: int = Field(4, ge=1, le=256, description="sequences decoded together (n_seq_max)")
     n_batch: int = Field(512, ge=16)
     n_ubatch: int = Field(512, ge=16)
-    prefill_budget: int = Field(128, ge=1, description="prompt tokens per step while other sequences decode "
-                                "(alone, a prompt goes in n_ubatch chunks); lower it for steadier inter-token "
-                                "latency, raise it for faster prompts under load")
+    prefill_budget: int = Field(128, ge=1, description="prompt tokens per step while up to four other sequences "
+                                "decode (with more, the share shrinks in proportion; alone, a prompt goes in n_ubatch "
+                                "chunks); lower it for steadier inter-token latency, raise it for faster prompts "
+                                "under load")
     threads: int | None = Field(None, ge=1)
     threads_batch: int | None = Field(None, ge=1)
     flash_attn: bool = True
@@ -77,6 +78,8 @@ class ServerSettings(BaseSettings):
                                            "(default: until the context is full)")
     max_body_bytes: int = Field(16 << 20, ge=1024)
     idle_cache: bool = Field(True, description="keep finished sequences in the KV cache for prefix reuse")
+    cache_ram_mib: int = Field(2048, ge=0, description="host memory (MiB) for the states of finished sequences "
+                               "evicted from the KV cache, restored when a prompt starts the same way (0: off)")
     seed: int | None = None
     prompt_lookup: int = Field(0, ge=0, le=64, description="draft up to this many tokens by prompt lookup for "
                                "requests that do not choose (0: only requests that ask for it)")

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from .. import ModelConfig
+from ..batch import Pos
 from ..chat import Formatter
 from ..enums import GgmlType
 from .client import EngineClient
 from .engine import Engine
 from .errors import ApiError
 from .metrics import ServerMetrics
+from .promptcache import HostPromptCache
 from .runner import EngineRunner
 from .settings import ModelSpec, ServerSettings
 
@@ -73,14 +75,26 @@ class ServedModel:
                 b = b.with_threads(s.threads, s.threads_batch)
             self.ctx = b.build()
             self.formatter = Formatter.for_model(self.model, spec.chat_template)
+            host_cache = HostPromptCache(s.cache_ram_mib << 20) if s.cache_ram_mib and s.idle_cache else None
             self.engine = Engine(self.ctx, prefill_budget=s.prefill_budget, idle_cache=s.idle_cache,
-                                 metrics=self.metrics)
+                                 host_cache=host_cache, metrics=self.metrics)
             self.client = EngineClient(self.engine, s.max_queue)
             self.runner.add(self.engine)
+            self.runner.call(self._warm_up).result()
             log.info("model %s loaded: n_ctx=%d, %d sequences", self.model_id, self.ctx.n_ctx, self.parallel)
         else:
             log.info("model %s loaded for embeddings only", self.model_id)
         self.loaded = True
+
+    def _warm_up(self) -> None:
+        """One tiny decode on the engine thread before the model is ready, as llama-server does: the first request
+        would otherwise pay for faulting in the mapped weights and starting the engine thread's OpenMP team."""
+        ctx = self.ctx
+        bos = ctx.model.token_bos
+        b = ctx.new_batch(2)
+        b.add_sequence([bos if bos is not None else 0, 0], Pos(0, 0), logits_last=True)
+        ctx.decode(b)
+        ctx.drop(0)
 
     def close(self) -> None:
         """Drain the engine (admitted requests finish), then free the embedder, context and model."""
