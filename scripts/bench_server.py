@@ -125,7 +125,7 @@ async def stream_one(c: httpx.AsyncClient, messages: list[dict], tokens: int, **
                     stamps.append(time.perf_counter())
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     return {"ttft": stamps[0] - t0 if stamps else float("nan"), "gaps": gaps, "end": time.perf_counter() - t0,
-            "n": (usage or {}).get("completion_tokens", len(stamps)),
+            "n": (usage or {}).get("completion_tokens", len(stamps)), "prompt": (usage or {}).get("prompt_tokens"),
             "cached": ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens"), "stamps": stamps,
             "timings": timings}
 
@@ -151,7 +151,7 @@ COPY_TEXT = ("The river rises in the northern hills, runs south through three ma
 
 def copy_prompt(i: int) -> list[dict]:
     text = f"Note {i}: " + COPY_TEXT * 3
-    return [{"role": "user", "content": f"Repeat the following text exactly, twice:\n{text}"}]
+    return [SYSTEM, {"role": "user", "content": f"Repeat the following text exactly, twice:\n{text}"}]
 
 
 async def sweep(base: str, conc: int, tokens: int, per_client: int, words: int, strict: bool = True) -> dict:
@@ -189,7 +189,7 @@ async def interference(base: str, streams: int, long_words: int) -> dict:
             if b >= t_long and a <= t_first:
                 worst = max(worst, b - a)
     typical = statistics.median(g for r in rs for g in r["gaps"])
-    return {"worst_gap": worst, "median_gap": typical, "long_ttft": long["ttft"]}
+    return {"worst_gap": worst, "median_gap": typical, "long_ttft": long["ttft"], "long_prompt": long["prompt"]}
 
 
 async def shared_prefix(base: str, requests: int) -> dict:
@@ -282,7 +282,9 @@ def main() -> int:
                     stop(proc)
             if "interference" not in skip or "prefix" not in skip:
                 port += 1
-                proc = start(kind, model, port, args, n_ctx=8 * 2048, parallel=8)
+                # 4096 cells a slot: ik's server splits n_ctx evenly and silently cuts a longer prompt in half, which
+                # would time a different prompt (the report prints both servers' prompt_tokens).
+                proc = start(kind, model, port, args, n_ctx=8 * 4096, parallel=8)
                 try:
                     base = f"http://127.0.0.1:{port}"
                     if "interference" not in skip:
@@ -326,7 +328,8 @@ def report(results: dict, args: argparse.Namespace, model: Path, concs: list[int
         o, i = med[("ours", "interference", 7)], med[("ik", "interference", 7)]
         print(f"interference (7 streams + {args.long_words}-word prompt): worst gap ours {o['worst_gap'] * 1e3:.0f} ms "
               f"ik {i['worst_gap'] * 1e3:.0f} ms (median gap {o['median_gap'] * 1e3:.0f} / {i['median_gap'] * 1e3:.0f} ms; "
-              f"long TTFT {o['long_ttft'] * 1e3:.0f} / {i['long_ttft'] * 1e3:.0f} ms)")
+              f"long TTFT {o['long_ttft'] * 1e3:.0f} / {i['long_ttft'] * 1e3:.0f} ms for "
+              f"{o['long_prompt']} / {i['long_prompt']} prompt tokens)")
     if "prefix" not in skip:
         o, i = med[("ours", "prefix", 1)], med[("ik", "prefix", 1)]
         print(f"shared system prompt: TTFT first/rest ours {o['ttft_first'] * 1e3:.0f}/{o['ttft_rest'] * 1e3:.0f} ms "
