@@ -86,3 +86,25 @@ def test_an_evicted_conversation_resumes_from_host_memory(smollm):
     assert host.stats()["hits"] == 1 and host.stats()["saved"] >= 1
     # The restored cells hold what a prefill computes: the same greedy answer as without the cache.
     assert answer == plain_answer
+
+
+def test_sequences_taken_for_the_choices_of_n_go_to_host_memory_first(smollm):
+    story = smollm.tokenize("Story: " + " ".join(f"the {w} walked to the river and sang" for w in
+                                                 ("fox", "owl", "cat", "bear", "wolf", "hare", "deer")), True, True)
+    other = smollm.tokenize("A list of colours: red, green, blue, yellow", True, True)
+    host = HostPromptCache(64 << 20)
+    with smollm.context().with_n_ctx(1024).with_n_seq_max(2).with_threads(2).build() as ctx:
+        engine = Engine(ctx, host_cache=host)
+        engine.start()
+        try:
+            first, _ = _run(engine, story)
+            done = threading.Event()
+            engine.submit(GenRequest(other, SamplerConfig(temperature=0.8, seed=1),
+                                     lambda e: done.set() if isinstance(e, (DoneEvent, ErrorEvent)) else None,
+                                     max_tokens=4, n=2))  # both sequences: the story's is emptied for a choice
+            assert done.wait(120)
+            assert host.stats()["saved"] == 1
+            _, again = _run(engine, story + first)
+        finally:
+            engine.shutdown()
+    assert again.cached_tokens >= len(story) + len(first) - 1 and host.stats()["hits"] == 1

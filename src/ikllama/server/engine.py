@@ -308,6 +308,8 @@ class Engine:
             req.sink(ErrorEvent(400, str(exc), "invalid_request_error"))
             return True
         ctx = self.ctx
+        for s in others:  # the other choices' sequences are emptied below
+            self._keep_on_host(s, kept=0)
         self._keep_on_host(target, kept=reuse if donor is None and host is None else 0)
         if host is not None and not self._restore_from_host(host[0].data, target):
             host = None
@@ -325,7 +327,6 @@ class Engine:
             self._state[s] = _BUSY
             self._owner[s] = job
         for s in others:
-            self._keep_on_host(s, kept=0)
             ctx.drop(s)
         self._owner[target] = job.choices[0]
         self._jobs.append(job)
