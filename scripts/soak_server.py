@@ -4,7 +4,8 @@
 
 Starts the server as a subprocess on 127.0.0.1 (a free port), then checks: no 5xx answer, every stream
 well formed (JSON ``data:`` lines, one ``[DONE]`` last), every request of the overload burst answered
-200 or refused 429, and the server's RSS after the run less than 50 MB above its RSS after warm-up.
+200 or refused 429, and the server's RSS after the run less than 50 MB above its RSS after warm-up, not counting the
+host prompt cache's growth (bounded by ``--cache-ram``; checked against that bound too).
 Exits 1 (with the failures listed) when a check fails; CI runs it with a small budget.
 """
 
@@ -31,6 +32,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def host_cache_mb(base: str) -> float:
+    """What the server's host prompt cache holds (``/props``), in MB as ``rss_mb`` counts."""
+    cache = httpx.get(base + "/props", timeout=10).json().get("host_prompt_cache") or {}
+    return cache.get("bytes", 0) / (1 << 20)
 
 
 def rss_mb(pid: int) -> float:
@@ -133,11 +140,12 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--max-queue", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache-ram", type=int, default=256, help="the server's host prompt cache, MiB")
     args = ap.parse_args()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "ikllama", "serve", "--port", str(port), "-c", "4096", "-np", str(args.parallel),
-           "--max-queue", str(args.max_queue), "-t", "2", "--log-level", "warning"]
+           "--max-queue", str(args.max_queue), "-t", "2", "--cache-ram", str(args.cache_ram), "--log-level", "warning"]
     if args.model:
         cmd += ["-m", str(args.model)]
     proc = subprocess.Popen(cmd)
@@ -148,12 +156,12 @@ def main() -> int:
             return 1
         warm = max(8, args.requests // 10)
         asyncio.run(load(base, warm, args.concurrency, args.tokens, args.seed, tally))
-        rss_warm = rss_mb(proc.pid)
+        rss_warm, cache_warm = rss_mb(proc.pid), host_cache_mb(base)
         t0 = time.monotonic()
         asyncio.run(load(base, args.requests, args.concurrency, args.tokens, args.seed + 1, tally))
         asyncio.run(burst(base, 3 * (args.parallel + args.max_queue), 4, tally))
         wall = time.monotonic() - t0
-        rss_end = rss_mb(proc.pid)
+        rss_end, cache_end = rss_mb(proc.pid), host_cache_mb(base)
         alive = proc.poll() is None and httpx.get(base + "/health", timeout=5).status_code == 200
     finally:
         proc.terminate()
@@ -161,13 +169,17 @@ def main() -> int:
     server_errors = sum(n for code, n in tally.status.items() if code >= 500)
     if server_errors:
         tally.failures.append(f"{server_errors} answers with a 5xx status")
-    if rss_end - rss_warm >= 50:
-        tally.failures.append(f"RSS grew {rss_end - rss_warm:.1f} MB after warm-up")
+    grown = (rss_end - rss_warm) - (cache_end - cache_warm)  # the host prompt cache may fill up to its limit
+    if grown >= 50:
+        tally.failures.append(f"RSS grew {grown:.1f} MB after warm-up (beside the host prompt cache)")
+    if cache_end > args.cache_ram:
+        tally.failures.append(f"the host prompt cache holds {cache_end:.1f} MB, over its {args.cache_ram} MiB limit")
     if not alive:
         tally.failures.append("the server was not healthy at the end")
     print(f"soak: {args.requests} requests at concurrency {args.concurrency} + burst in {wall:.1f} s | "
           f"status {dict(sorted(tally.status.items()))} | dropped {tally.dropped} | "
-          f"RSS {rss_warm:.0f} -> {rss_end:.0f} MB | failures {len(tally.failures)}")
+          f"RSS {rss_warm:.0f} -> {rss_end:.0f} MB (host prompt cache {cache_warm:.0f} -> {cache_end:.0f} MB) | "
+          f"failures {len(tally.failures)}")
     for f in tally.failures[:20]:
         print("  FAIL", f)
     return 1 if tally.failures else 0
