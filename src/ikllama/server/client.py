@@ -52,8 +52,8 @@ class Mailbox:
 
     Each ``call_soon_threadsafe`` is a self-pipe write that wakes the loop, and the woken loop takes the
     GIL: the engine thread then waits for it at its next native call (a sampler, say) while OpenMP's
-    other thread spins. So the engine only collects events while it steps and the runner flushes them
-    once per turn, after the step's last native call before the next ``llama_decode``: the loop's work
+    other thread spins. So the engine only collects events while it steps and flushes them at the end
+    of each turn (``Engine.poll``), after the step's last native call before the next ``llama_decode``: the loop's work
     then overlaps the decode instead of delaying it, and eight decoders cost one wake-up, not eight.
     """
 

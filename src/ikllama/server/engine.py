@@ -291,13 +291,14 @@ class Engine:
             # The target's own cells start the prompt (nearly) as far: keep them rather than share the donor's, so
             # the sequence stays in one run of cells (a shared prefix elsewhere costs every decode a second run).
             donor, reuse = None, own
-        host = self.host_cache.best(prompt, reuse) if self.host_cache is not None else None
-        if host is not None:  # a sequence evicted earlier starts the prompt further than any resident one
-            donor, reuse = None, host[1]
+        found = self.host_cache.best(prompt, reuse) if self.host_cache is not None else None
+        host = found[0] if found is not None else None
+        if found is not None:  # a sequence evicted earlier starts the prompt further than any resident one
+            donor, reuse = None, found[1]
         reuse = min(reuse, len(prompt) - 1)  # the last prompt token is decoded again for its logits
         others = sorted((s for s in spare if s != target), key=lambda s: (self._state[s] != _FREE,
                                                                           self._last_used[s]))[:req.n - 1]
-        need = len(prompt) - reuse + req.n + (len(host[0].tokens) - reuse if host is not None else 0)
+        need = len(prompt) - reuse + req.n + (len(host.tokens) - reuse if host is not None else 0)
         if not self._make_room(need, keep={target, *others} | ({donor} if donor is not None else set())):
             return False
         if donor is not None and not self.ctx._seqs[donor]:
@@ -311,7 +312,7 @@ class Engine:
         for s in others:  # the other choices' sequences are emptied below
             self._keep_on_host(s, kept=0)
         self._keep_on_host(target, kept=reuse if donor is None and host is None else 0)
-        if host is not None and not self._restore_from_host(host[0].data, target):
+        if host is not None and not self._restore_from_host(host.data, target):
             host = None
         if donor is not None:
             ctx.copy_fork(donor, target)
